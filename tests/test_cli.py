@@ -1,0 +1,131 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vss_core.cli import main
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory, tiny_vit_dir):
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "config"
+    config.mkdir()
+    (config / "plankton.yaml").write_text(f"vss:\n  project: plankton\n  model: {tiny_vit_dir}\n")
+    (config / "broken.yaml").write_text("vss: {project: broken}\n")
+    env = {"CONFIG_PATH": str(config), "VSS_DATA_DIR": str(root / "data"), "BATCH_SIZE": "4"}
+    yield root, env
+    from vss_core.redis_server import embedded_server
+
+    embedded_server(root / "data" / "plankton").stop()
+
+
+@pytest.fixture
+def run(cli_env, monkeypatch, capsys):
+    _, env = cli_env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def invoke(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+@pytest.fixture
+def loaded(run, image_folder):
+    from vss_core.config import load_projects
+    from vss_core.store import connect_store
+
+    connect_store(load_projects().get("plankton")).client.flushall()
+    code, out, err = run("load", "plankton", image_folder)
+    assert code == 0, err
+    return out
+
+
+def test_load_prints_counts_and_rerun_skips(run, loaded, image_folder):
+    assert "loaded 18, skipped 0 (already loaded), failed 0" in loaded
+    code, out, _ = run("load", "plankton", image_folder)
+    assert code == 0 and "loaded 0, skipped 18" in out
+
+
+def test_load_csv_lists_failures_and_exits_nonzero(run, loaded, tmp_path, image_folder):
+    (tmp_path / "bad.txt").write_text("hello")
+    (tmp_path / "list.csv").write_text(f"path,label\n{image_folder}/circles/circles_0.jpg,circles\n"
+                                       f"{tmp_path}/bad.txt,circles\n")
+    code, out, _ = run("load", "plankton", "--csv", tmp_path / "list.csv")
+    assert code == 1
+    assert "loaded 0, skipped 1 (already loaded), failed 1" in out
+    assert f"failed: {tmp_path}/bad.txt:" in out
+
+
+def test_projects_lists_counts_and_reports_bad_file(run, loaded):
+    code, out, err = run("projects")
+    assert code == 1
+    line = next(line for line in out.splitlines() if line.startswith("plankton"))
+    assert "embedded" in line and line.split()[-1] == "18"
+    assert "broken.yaml" in err and "'vss.model'" in err
+
+
+def test_knn_json_has_fastapi_shape(run, loaded, image_folder):
+    queries = [image_folder / "stripes" / "stripes_0.jpg", image_folder / "squares" / "squares_1.jpg"]
+    code, out, _ = run("knn", "plankton", *queries, "--top-n", "3", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["filenames"] == [str(q) for q in queries]
+    assert len(data["predictions"]) == 6 and len(data["ids"]) == 6
+    assert data["predictions"][0] == "stripes" and data["predictions"][3] == "squares"
+    assert len(data["scores"]) == 2 and data["scores"][0][0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_knn_text_output_and_bad_image(run, loaded, image_folder, tmp_path):
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    code, out, err = run("knn", "plankton", image_folder / "circles" / "circles_1.jpg", tmp_path / "corrupt.jpg")
+    assert code == 1
+    assert "suggested circles" in out and " 1. circles" in out
+    assert f"{tmp_path}/corrupt.jpg" in err
+
+
+def test_embed_prints_vectors(run, tiny_vit_dir, image_folder):
+    from vss_core.embedder import Embedder
+
+    image = image_folder / "circles" / "circles_0.jpg"
+    code, out, _ = run("embed", "plankton", image)
+    data = json.loads(out)
+    assert code == 0 and data["filenames"] == [str(image)]
+    dim = Embedder(str(tiny_vit_dir), device="cpu").dim
+    assert len(data["embeddings"][0]) == dim
+
+
+def test_stats_shows_dimension_algorithm_and_labels(run, loaded):
+    code, out, _ = run("stats", "plankton")
+    assert code == 0
+    assert "algorithm: FLAT" in out and "vectors:   18" in out
+    assert any(line.split() == ["circles", "6"] for line in out.splitlines())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["stats", "nope"], "no project named 'nope'"),
+    (["stats", "broken"], "'vss.model'"),
+    (["load", "plankton", "/no/such/folder"], "not a folder"),
+    (["load", "plankton", "--csv", "/no/such.csv"], "cannot read CSV"),
+])
+def test_bad_input_is_one_line_error(run, argv, words):
+    code, out, err = run(*argv)
+    assert code == 1 and words in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_module_entry_point_runs_as_a_process(cli_env):
+    root, env = cli_env
+    proc = subprocess.run([sys.executable, "-m", "vss_core", "knn", "plankton", "x.jpg", "--top-n", "0"],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "between 1 and 1000" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "vss_core", "stats", "plankton"],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "dimension:" in proc.stdout

@@ -1,0 +1,220 @@
+"""Command line: ``python -m vss_core`` (or ``vss``).
+
+    projects                               name, model, Redis target, vector count
+    load PROJECT FOLDER | --csv FILE       load labeled exemplars (reruns skip what is loaded)
+    knn PROJECT IMAGE... [--top-n N] [--json]
+    embed PROJECT IMAGE...                 JSON with filenames and embeddings
+    stats PROJECT                          dimension, algorithm, count per label
+
+Bad input exits non-zero with a one-line error on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Sequence
+
+from .config import ProjectConfig, load_projects
+from .errors import VSSError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except VSSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vss", description="Vector similarity search for imagery.")
+    parser.add_argument("--config", metavar="DIR", help="folder of project YAML files (default: CONFIG_PATH or config/)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cmd = commands.add_parser("projects", help="list projects")
+    cmd.set_defaults(run=cmd_projects)
+
+    cmd = commands.add_parser("load", help="load labeled exemplars")
+    cmd.add_argument("project")
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("folder", nargs="?", help="folder with one sub-folder per label")
+    source.add_argument("--csv", metavar="FILE", help="CSV with columns path,label[,id]")
+    cmd.add_argument("--added-by", default=_user(), help="annotator recorded with each exemplar")
+    cmd.set_defaults(run=cmd_load)
+
+    cmd = commands.add_parser("knn", help="nearest exemplars of images")
+    cmd.add_argument("project")
+    cmd.add_argument("images", nargs="+")
+    cmd.add_argument("--top-n", type=_top_n, default=5)
+    cmd.add_argument("--json", action="store_true", help="print fastapi-vss's JSON result shape")
+    cmd.set_defaults(run=cmd_knn)
+
+    cmd = commands.add_parser("embed", help="embeddings of images as JSON")
+    cmd.add_argument("project")
+    cmd.add_argument("images", nargs="+")
+    cmd.set_defaults(run=cmd_embed)
+
+    cmd = commands.add_parser("stats", help="index statistics")
+    cmd.add_argument("project")
+    cmd.set_defaults(run=cmd_stats)
+    return parser
+
+
+def cmd_projects(args) -> int:
+    from .store import connect_store
+
+    result = load_projects(args.config)
+    rows = [("PROJECT", "MODEL", "REDIS", "VECTORS")]
+    for project in result.projects.values():
+        try:
+            count = str(connect_store(project).info().count)
+        except VSSError as exc:
+            count = f"unavailable: {exc}"
+        rows.append((project.name, project.model, project.redis.describe(), count))
+    _print_table(rows)
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def cmd_load(args) -> int:
+    from .loader import collect_csv, collect_folder, load_items
+
+    project = _project(args)
+    items = collect_csv(args.csv) if args.csv else collect_folder(args.folder)
+    embedder, store = _open(project)
+    with _ProgressBar(f"load {project.name}") as bar:
+        report = load_items(items, embedder, store, added_by=args.added_by, progress=bar)
+    print(report.summary())
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    return 1 if report.failed else 0
+
+
+def cmd_knn(args) -> int:
+    from .search import search
+
+    project = _project(args)
+    embedder, store = _open(project)
+    results = search(embedder, store, args.images, top_n=args.top_n)
+    if args.json:
+        print(json.dumps(results.to_fastapi_json(), indent=2))
+    else:
+        for result in results.ok:
+            print(f"{result.filename}: suggested {result.majority.label if result.majority else '-'}"
+                  + (f" (weighted {result.weighted.label} {result.weighted.share:.0%})" if result.weighted else ""))
+            for rank, n in enumerate(result.neighbors, start=1):
+                print(f"  {rank:>2}. {n.label:<30} {n.score:.4f}  {n.id}")
+    for result in results.errors:
+        print(f"error: {result.filename}: {result.error}", file=sys.stderr)
+    return 1 if results.errors else 0
+
+
+def cmd_embed(args) -> int:
+    from .embedder import Embedder
+
+    project = _project(args)
+    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    result = embedder.embed(args.images)
+    print(json.dumps({
+        "filenames": [args.images[i] for i in result.ok],
+        "embeddings": [[float(x) for x in vector] for vector in result.vectors],
+    }))
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def cmd_stats(args) -> int:
+    from .store import connect_store
+
+    project = _project(args)
+    store = connect_store(project)
+    info = store.info()
+    print(f"project:   {project.name}")
+    print(f"redis:     {project.redis.describe()}")
+    print(f"index:     {info.name}")
+    print(f"dimension: {info.dim}")
+    print(f"algorithm: {info.algorithm}")
+    print(f"vectors:   {info.count}")
+    counts = store.label_counts()
+    if counts:
+        _print_table([("LABEL", "COUNT")] + [(label, str(n)) for label, n in
+                                              sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+    return 0
+
+
+def _project(args) -> ProjectConfig:
+    result = load_projects(args.config)
+    if args.project not in result.projects:
+        for error in result.errors:
+            if error.file and _names_project(error, args.project):
+                raise error
+    return result.get(args.project)
+
+
+def _names_project(error, name: str) -> bool:
+    return f"'{name}'" in str(error) or name in str(error.file)
+
+
+def _open(project: ProjectConfig):
+    from .embedder import Embedder
+    from .store import open_store
+
+    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    return embedder, open_store(project, embedder.dim)
+
+
+def _top_n(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return value
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr that the loader reports to."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def set_total(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=self.description, unit="img", file=sys.stderr,
+                        dynamic_ncols=True, mininterval=0.5)
+
+    def advance(self, n: int, errors=()) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if errors:
+                self.bar.set_postfix(failed=len(errors), refresh=False)

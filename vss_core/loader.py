@@ -1,0 +1,212 @@
+"""Load labeled exemplars (folder, CSV or zip) into a project's vector store.
+
+Ids come from file content (or a CSV ``id`` column), so the key
+``doc:<label>:<id>`` of an image is the same on every run: a rerun, or a resumed
+job after a crash, skips what is loaded and never adds a duplicate.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, Sequence
+
+from .errors import InputError
+from .store import Record
+
+CHUNK = 512
+MAX_ZIP_BYTES = 20 * 1024**3
+ID_HEX_CHARS = 20
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to load: where it is, its label, and optionally a given id."""
+
+    path: Path
+    label: str
+    id: str | None = None
+
+
+@dataclass
+class LoadReport:
+    """What a load did: counts and the reason each failed file failed."""
+
+    loaded: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.loaded + self.skipped + len(self.failed)
+
+    def summary(self) -> str:
+        text = f"loaded {self.loaded}, skipped {self.skipped} (already loaded), failed {len(self.failed)}"
+        return text + (" - cancelled" if self.cancelled else "")
+
+
+class Progress(Protocol):
+    """What a loader reports to: a job's progress reporter or a CLI progress bar."""
+
+    def set_total(self, total: int) -> None: ...
+
+    def advance(self, n: int, errors: Sequence[tuple[str, str]] = ()) -> None: ...
+
+
+def collect_folder(folder: str | Path) -> list[Item]:
+    """Images under ``folder/<label>/...``: the first sub-folder level names the label."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    items = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(label_dir.rglob("*")):
+            if path.is_file() and not _hidden(path.relative_to(label_dir)):
+                items.append(Item(path, label_dir.name))
+    if not items:
+        raise InputError(f"{root}: no files found in label sub-folders (expected {root}/<label>/<image>)")
+    return items
+
+
+def collect_csv(csv_file: str | Path) -> list[Item]:
+    """Rows ``path,label[,id]`` (header optional); relative paths are relative to the CSV file."""
+    csv_path = Path(csv_file)
+    try:
+        rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{csv_path}: cannot read CSV: {exc}") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+        start = 2
+    else:
+        start = 1
+    items = []
+    for line_no, row in enumerate(rows, start=start):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise InputError(f"{csv_path} line {line_no}: expected path,label[,id], got {','.join(row)!r}")
+        path = Path(row[0].strip()).expanduser()
+        path = path if path.is_absolute() else csv_path.parent / path
+        given_id = row[2].strip() if len(row) > 2 and row[2].strip() else None
+        items.append(Item(path, row[1].strip(), given_id))
+    if not items:
+        raise InputError(f"{csv_path}: no rows (expected path,label[,id])")
+    return items
+
+
+def collect_zip(zip_file: str | Path, into: str | Path) -> list[Item]:
+    """Extract a zip of ``<label>/<image>`` folders into ``into`` and collect it."""
+    target = Path(into).resolve()
+    try:
+        with zipfile.ZipFile(zip_file) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+                raise InputError(f"{zip_file}: unpacks to more than {MAX_ZIP_BYTES // 1024**3} GiB")
+            for member in members:
+                destination = (target / member.filename).resolve()
+                if not destination.is_relative_to(target):
+                    raise InputError(f"{zip_file}: member {member.filename!r} points outside the archive")
+                archive.extract(member, target)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{zip_file}: not a readable zip file ({exc})") from None
+    return collect_folder(_label_root(target))
+
+
+def content_id(data: bytes) -> str:
+    """A stable id for an image file's bytes."""
+    return hashlib.sha1(data).hexdigest()[:ID_HEX_CHARS]
+
+
+def load_items(items: Sequence[Item], embedder, store, added_by: str = "",
+               progress: Progress | None = None,
+               cancel: Callable[[], bool] | None = None) -> LoadReport:
+    """Embed and insert ``items``, skipping those already in ``store``.
+
+    Reports to ``progress`` as it goes; stops between batches when ``cancel()``
+    is true.  A file that cannot be read or decoded fails alone.
+    """
+    report = LoadReport()
+    if progress:
+        progress.set_total(len(items))
+    for start in range(0, len(items), CHUNK):
+        if cancel and cancel():
+            report.cancelled = True
+            break
+        _load_chunk(items[start:start + CHUNK], embedder, store, added_by, progress, cancel, report)
+    return report
+
+
+def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: LoadReport) -> None:
+    keyed, unreadable = _identify(chunk, store)
+    existing = store.exists([key for key, _ in keyed]) if keyed else []
+    todo = [(key, item) for (key, item), found in zip(keyed, existing) if not found]
+    report.skipped += len(keyed) - len(todo)
+    report.failed.extend(unreadable)
+    _advance(progress, len(chunk) - len(todo), unreadable)
+    if not todo:
+        return
+    for batch in embedder.iter_embed([str(item.path) for _, item in todo]):
+        records = [_record(todo[index], vector, added_by, embedder)
+                   for index, vector in zip(batch.ok, batch.vectors)]
+        store.add(records)
+        errors = [(str(todo[_error_index(err, todo)][1].path), err.reason) for err in batch.errors]
+        report.loaded += len(records)
+        report.failed.extend(errors)
+        _advance(progress, len(records) + len(errors), errors)
+        if cancel and cancel():
+            report.cancelled = True
+            return
+
+
+def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], list[tuple[str, str]]]:
+    keyed, unreadable = [], []
+    for item in chunk:
+        if item.id:
+            keyed.append((store.key_for(item.label, item.id), item))
+            continue
+        try:
+            data = item.path.read_bytes()
+        except OSError as exc:
+            unreadable.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
+            continue
+        item = Item(item.path, item.label, content_id(data))
+        keyed.append((store.key_for(item.label, item.id), item))
+    return keyed, unreadable
+
+
+def _record(entry: tuple[str, Item], vector, added_by: str, embedder) -> Record:
+    _, item = entry
+    return Record(label=item.label, id=item.id, vector=vector,
+                  source=str(item.path.resolve()), added_by=added_by,
+                  model=getattr(embedder, "model_name", ""))
+
+
+def _error_index(error, todo) -> int:
+    index = getattr(error, "index", None)
+    if index is not None:
+        return index
+    paths = [str(item.path) for _, item in todo]
+    return paths.index(error.source)
+
+
+def _advance(progress: Progress | None, n: int, errors) -> None:
+    if progress and (n or errors):
+        progress.advance(n, errors=errors)
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+
+
+def _label_root(folder: Path) -> Path:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    if len(entries) == 1 and entries[0].is_dir():
+        inner = entries[0]
+        if all(p.is_dir() for p in inner.iterdir() if not p.name.startswith(".")):
+            return inner
+    return folder

@@ -1,0 +1,138 @@
+"""Search: embed query images, find their nearest exemplars, suggest labels."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A suggested label and the share of the vote it got (0..1)."""
+
+    label: str
+    share: float
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One query image: its neighbors (best first) and the label suggestions."""
+
+    filename: str
+    neighbors: tuple = ()
+    majority: Vote | None = None
+    weighted: Vote | None = None
+    error: str | None = None
+
+
+@dataclass
+class SearchResults:
+    """Results of one search, in the order the query images were given."""
+
+    results: list[QueryResult] = field(default_factory=list)
+    top_n: int = 0
+
+    @property
+    def ok(self) -> list[QueryResult]:
+        return [r for r in self.results if r.error is None]
+
+    @property
+    def errors(self) -> list[QueryResult]:
+        return [r for r in self.results if r.error is not None]
+
+    def to_fastapi_json(self) -> dict:
+        """fastapi-vss's result shape: flat ``predictions`` and ``ids``, ``scores`` per image.
+
+        Scores are cosine similarities (1 - distance), as everywhere in VSS.
+        Images that failed are listed under ``errors`` and left out of the rest.
+        """
+        done = self.ok
+        return {
+            "filenames": [r.filename for r in done],
+            "predictions": [n.label for r in done for n in r.neighbors],
+            "scores": [[round(float(n.score), 6) for n in r.neighbors] for r in done],
+            "ids": [n.id for r in done for n in r.neighbors],
+            "errors": {r.filename: r.error for r in self.errors},
+        }
+
+    def to_csv(self) -> str:
+        """One row per (query image, neighbor), with both suggestions on each row."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["filename", "rank", "label", "score", "id", "exemplar_source",
+                         "majority_label", "majority_share", "weighted_label", "weighted_share", "error"])
+        for r in self.results:
+            suggestion = [*_vote_cells(r.majority), *_vote_cells(r.weighted)]
+            if r.error is not None:
+                writer.writerow([r.filename, "", "", "", "", "", *suggestion, r.error])
+            for rank, n in enumerate(r.neighbors, start=1):
+                writer.writerow([r.filename, rank, n.label, f"{n.score:.6f}", n.id, n.source, *suggestion, ""])
+        return out.getvalue()
+
+
+def vote(neighbors: Sequence) -> tuple[Vote | None, Vote | None]:
+    """Majority vote and score-weighted vote over neighbors' labels.
+
+    Ties go to the label of the best-scoring neighbor.  Negative similarities
+    carry no weight.
+    """
+    if not neighbors:
+        return None, None
+    first_seen = {}
+    counts: Counter = Counter()
+    weights: defaultdict = defaultdict(float)
+    for rank, n in enumerate(neighbors):
+        first_seen.setdefault(n.label, rank)
+        counts[n.label] += 1
+        weights[n.label] += max(float(n.score), 0.0)
+    majority = min(counts, key=lambda label: (-counts[label], first_seen[label]))
+    total_weight = sum(weights.values())
+    if total_weight > 0:
+        weighted = min(weights, key=lambda label: (-weights[label], first_seen[label]))
+        weighted_vote = Vote(weighted, weights[weighted] / total_weight)
+    else:
+        weighted_vote = Vote(majority, counts[majority] / len(neighbors))
+    return Vote(majority, counts[majority] / len(neighbors)), weighted_vote
+
+
+def search(embedder, store, sources: Sequence, top_n: int = 5,
+           names: Sequence[str] | None = None) -> SearchResults:
+    """Embed ``sources`` (paths or bytes) and find each one's ``top_n`` nearest exemplars.
+
+    ``names`` label the sources in the results (default: the paths).  An image
+    that cannot be decoded gets an ``error`` and the others go on.
+    """
+    names = list(names) if names is not None else [_name(s) for s in sources]
+    embedded = embedder.embed(list(sources))
+    neighbor_lists = store.knn(embedded.vectors, top_n) if len(embedded.ok) else []
+    by_index = dict(zip(embedded.ok, neighbor_lists))
+    errors = {_error_position(e, sources): e.reason for e in embedded.errors}
+    results = []
+    for i, name in enumerate(names):
+        if i in by_index:
+            neighbors = tuple(by_index[i])
+            majority, weighted = vote(neighbors)
+            results.append(QueryResult(name, neighbors, majority, weighted))
+        else:
+            results.append(QueryResult(name, error=errors.get(i, "not embedded")))
+    return SearchResults(results, top_n)
+
+
+def _error_position(error, sources) -> int:
+    index = getattr(error, "index", None)
+    if index is not None:
+        return index
+    as_text = [_name(s) for s in sources]
+    return as_text.index(error.source) if error.source in as_text else -1
+
+
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "<bytes>"
+
+
+def _vote_cells(v: Vote | None) -> list:
+    return [v.label, f"{v.share:.3f}"] if v else ["", ""]
