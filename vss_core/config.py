@@ -13,8 +13,10 @@ Environment: ``CONFIG_PATH`` (folder of YAML files, default ``config/``),
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -31,6 +33,16 @@ ALGORITHMS = ("FLAT", "HNSW")
 HNSW_DEFAULTS = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10}
 REMOTE_TIMEOUT_S = 30
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
+_MAX_SOCKET_PATH = 100
+
+
+def embedded_socket_path(data_dir: Path) -> Path:
+    """The unix socket of the embedded server of ``data_dir`` (in /tmp when the path is too long)."""
+    path = Path(data_dir) / "redis.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"vss-redis-{digest}.sock"
 
 
 @dataclass(frozen=True)
@@ -264,7 +276,7 @@ def _redis_target(reader: _Reader, data_dir: Path) -> RedisTarget:
     index = reader.get("redis.index", str, default="index")
     prefix = reader.get("redis.prefix", str, default="doc:")
     if host == EMBEDDED:
-        return RedisTarget(index=index, prefix=prefix, socket_path=data_dir / "redis.sock")
+        return RedisTarget(index=index, prefix=prefix, socket_path=embedded_socket_path(data_dir))
     port = reader.get("redis.port", int, default=6379)
     if not 0 < port < 65536:
         raise reader.fail("redis.port", f"must be between 1 and 65535, got {port}")

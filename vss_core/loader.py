@@ -138,6 +138,8 @@ def load_items(items: Sequence[Item], embedder, store, added_by: str = "",
             report.cancelled = True
             break
         _load_chunk(items[start:start + CHUNK], embedder, store, added_by, progress, cancel, report)
+    if report.loaded:
+        store.sync()
     return report
 
 

