@@ -37,12 +37,16 @@ class ModelLoadError(VSSError):
 
 
 class ImageError(VSSError):
-    """One image cannot be read or decoded; the batch it was in goes on."""
+    """One image cannot be read or decoded; the batch it was in goes on.
 
-    def __init__(self, source: str, reason: str):
+    ``index`` is the image's position in the batch it was given in, when known.
+    """
+
+    def __init__(self, source: str, reason: str, index: int | None = None):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+        self.index = index
 
 
 class PathNotAllowed(VSSError):

@@ -156,7 +156,7 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
         records = [_record(todo[index], vector, added_by, embedder)
                    for index, vector in zip(batch.ok, batch.vectors)]
         store.add(records)
-        errors = [(str(todo[_error_index(err, todo)][1].path), err.reason) for err in batch.errors]
+        errors = [(str(todo[err.index][1].path), err.reason) for err in batch.errors]
         report.loaded += len(records)
         report.failed.extend(errors)
         _advance(progress, len(records) + len(errors), errors)
@@ -186,14 +186,6 @@ def _record(entry: tuple[str, Item], vector, added_by: str, embedder) -> Record:
     return Record(label=item.label, id=item.id, vector=vector,
                   source=str(item.path.resolve()), added_by=added_by,
                   model=getattr(embedder, "model_name", ""))
-
-
-def _error_index(error, todo) -> int:
-    index = getattr(error, "index", None)
-    if index is not None:
-        return index
-    paths = [str(item.path) for _, item in todo]
-    return paths.index(error.source)
 
 
 def _advance(progress: Progress | None, n: int, errors) -> None:

@@ -110,7 +110,7 @@ def search(embedder, store, sources: Sequence, top_n: int = 5,
     embedded = embedder.embed(list(sources))
     neighbor_lists = store.knn(embedded.vectors, top_n) if len(embedded.ok) else []
     by_index = dict(zip(embedded.ok, neighbor_lists))
-    errors = {_error_position(e, sources): e.reason for e in embedded.errors}
+    errors = {e.index: e.reason for e in embedded.errors}
     results = []
     for i, name in enumerate(names):
         if i in by_index:
@@ -120,14 +120,6 @@ def search(embedder, store, sources: Sequence, top_n: int = 5,
         else:
             results.append(QueryResult(name, error=errors.get(i, "not embedded")))
     return SearchResults(results, top_n)
-
-
-def _error_position(error, sources) -> int:
-    index = getattr(error, "index", None)
-    if index is not None:
-        return index
-    as_text = [_name(s) for s in sources]
-    return as_text.index(error.source) if error.source in as_text else -1
 
 
 def _name(source) -> str:

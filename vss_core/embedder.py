@@ -1,0 +1,248 @@
+"""Image embeddings with a Hugging Face vision transformer (ViT, DINOv2, fine-tuned ViT, ...).
+
+The embedding is the CLS token of ``last_hidden_state`` as float32, unnormalised,
+exactly as fastapi-vss stores it.  torch and transformers are imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from . import images
+from .errors import ConfigError, ImageError, ModelLoadError
+from .preprocess import make_preprocessor
+
+DEFAULT_BATCH_SIZE = 32
+PREFETCH_BATCHES = 2
+_LOCAL_HINT = (
+    "Point `vss.model` in the project config at a local directory written by save_pretrained "
+    "(config.json, model weights and preprocessor_config.json), e.g. made on a machine with internet by "
+    "AutoModel.from_pretrained(id).save_pretrained(dir) and AutoImageProcessor.from_pretrained(id).save_pretrained(dir)."
+)
+
+
+@dataclass
+class EmbedResult:
+    """Embeddings of the images that decoded; ``ok[i]`` is the input index of ``vectors[i]``.
+
+    Each error is an :class:`ImageError` with an ``index`` attribute (its input index).
+    """
+
+    vectors: np.ndarray
+    ok: list[int] = field(default_factory=list)
+    errors: list[ImageError] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[int]:
+        """Input indices of the images that could not be embedded."""
+        return [error.index for error in self.errors]
+
+
+class Embedder:
+    """A loaded model + image processor that turns images into CLS embeddings. Thread-safe.
+
+    ``model`` is a Hugging Face id (from the local cache when offline) or a local
+    save_pretrained directory.  ``device`` is "auto", "cpu", "cuda" or "cuda:N"; CUDA
+    runs in float16.  ``batch_size`` defaults to env ``BATCH_SIZE`` (32).  ``fast`` enables
+    the fast preprocessing path when the processor's config allows it.  ``workers`` threads
+    (default: up to 8 on CUDA, a quarter of the cores on CPU) decode and preprocess up to
+    ``prefetch`` batches ahead of inference.
+    """
+
+    def __init__(self, model: str | Path, device: str = "auto", batch_size: int | None = None,
+                 fast: bool = True, workers: int | None = None, prefetch: int = PREFETCH_BATCHES):
+        self.model_name = str(model)
+        self.batch_size = _batch_size(batch_size)
+        self.device = _resolve_device(device)
+        self.dtype = "float16" if self.device.startswith("cuda") else "float32"
+        self._model, self.processor = _load(self.model_name, self.device, self.dtype)
+        self.dim = int(self._model.config.hidden_size)
+        self.preprocessor = make_preprocessor(self.processor, fast)
+        self.workers = workers or _default_workers(self.device)
+        self.prefetch = max(0, int(prefetch))
+        self._lock = threading.Lock()
+
+    @property
+    def fast(self) -> bool:
+        """Whether the fast preprocessing path is in use (else the transformers processor)."""
+        return self.preprocessor.fast
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.model_name!r}, device={self.device!r}, dim={self.dim}, fast={self.fast})"
+
+    def embed(self, sources: Iterable) -> EmbedResult:
+        """Embed paths, bytes, binary files or PIL images; bad ones land in ``errors``, the rest go on."""
+        parts = list(self.iter_embed(sources))
+        vectors = [p.vectors for p in parts if len(p.ok)]
+        return EmbedResult(
+            np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32),
+            [i for p in parts for i in p.ok],
+            [e for p in parts for e in p.errors],
+        )
+
+    def iter_embed(self, sources: Iterable) -> Iterator[EmbedResult]:
+        """Yield one :class:`EmbedResult` per batch, indices global, in input order.
+
+        Decoding and preprocessing run in a thread pool up to ``prefetch`` batches ahead
+        of the batch being embedded.
+        """
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vss-decode")
+        pending: deque[tuple[int, list[Future]]] = deque()
+        try:
+            for start, chunk in _chunks(sources, self.batch_size):
+                pending.append((start, [pool.submit(self._prepare, start + i, s) for i, s in enumerate(chunk)]))
+                if len(pending) > self.prefetch:
+                    yield self._embed_batch(*pending.popleft())
+            while pending:
+                yield self._embed_batch(*pending.popleft())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed already decoded PIL images; returns (n, dim) float32."""
+        pixels = [self.preprocessor.process(image) for image in images]
+        out = [self.embed_pixels(np.stack(pixels[i:i + self.batch_size]))
+               for i in range(0, len(pixels), self.batch_size)]
+        return np.concatenate(out) if out else np.empty((0, self.dim), np.float32)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the model on preprocessed (n, 3, H, W) pixels; returns the (n, dim) float32 CLS tokens."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+            tensor = tensor.to(self.device).to(self._model.dtype)
+            hidden = self._model(pixel_values=tensor).last_hidden_state
+            return hidden[:, 0, :].float().cpu().numpy()
+
+    def _prepare(self, index: int, source) -> np.ndarray | ImageError:
+        name = images.source_name(source) if not isinstance(source, Image.Image) else f"<image {index}>"
+        try:
+            if isinstance(source, Image.Image):
+                return self.preprocessor.process(source)
+            return self.preprocessor.load(source, name)
+        except ImageError as error:
+            error.index = index
+            return error
+        except Exception as exc:  # a preprocessing failure is this image's problem, not the batch's
+            error = ImageError(name, f"cannot preprocess image ({type(exc).__name__}: {exc})")
+            error.index = index
+            return error
+
+    def _embed_batch(self, start: int, futures: list[Future]) -> EmbedResult:
+        results = [f.result() for f in futures]
+        ok = [start + i for i, r in enumerate(results) if not isinstance(r, ImageError)]
+        errors = [r for r in results if isinstance(r, ImageError)]
+        pixels = [r for r in results if not isinstance(r, ImageError)]
+        return EmbedResult(self._embed_arrays(pixels), ok, errors)
+
+    def _embed_arrays(self, pixels: list[np.ndarray]) -> np.ndarray:
+        if not pixels:
+            return np.empty((0, self.dim), np.float32)
+        shapes = {p.shape for p in pixels}
+        if len(shapes) == 1:
+            return self.embed_pixels(np.stack(pixels))
+        out = np.empty((len(pixels), self.dim), np.float32)
+        for shape in shapes:
+            rows = [i for i, p in enumerate(pixels) if p.shape == shape]
+            out[rows] = self.embed_pixels(np.stack([pixels[i] for i in rows]))
+        return out
+
+
+def _chunks(sources: Iterable, size: int) -> Iterator[tuple[int, list]]:
+    iterator, start = iter(sources), 0
+    while chunk := list(islice(iterator, size)):
+        yield start, chunk
+        start += len(chunk)
+
+
+def _batch_size(value: int | None) -> int:
+    raw = value if value is not None else os.environ.get("BATCH_SIZE", DEFAULT_BATCH_SIZE)
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {raw!r}", key="BATCH_SIZE")
+    return size
+
+
+def _default_workers(device: str) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if device.startswith("cuda"):
+        return max(1, min(cpus - 1, 8))  # more threads only fight over the GIL with the forward pass
+    return max(1, cpus // 4)  # CPU inference already keeps every core busy
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not match:
+        raise ModelLoadError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"device '{device}' was requested but CUDA is not available; use device 'auto' or 'cpu'")
+    if match.group(1) and int(match.group(1)) >= torch.cuda.device_count():
+        raise ModelLoadError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) found")
+    return name
+
+
+def _load(name: str, device: str, dtype: str):
+    import torch
+    from transformers import AutoImageProcessor, AutoModel
+
+    source = _check_local(name)
+    try:
+        processor = AutoImageProcessor.from_pretrained(source)
+        model = AutoModel.from_pretrained(source)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for a bad model
+        raise ModelLoadError(_load_message(name, exc)) from exc
+    if not isinstance(getattr(model.config, "hidden_size", None), int):
+        raise ModelLoadError(f"model '{name}' ({type(model).__name__}) is not a vision transformer "
+                             "with a CLS token (its config has no hidden_size)")
+    model.eval()
+    model.to(device=device, dtype=torch.float16 if dtype == "float16" else torch.float32)
+    return model, processor
+
+
+def _check_local(name: str) -> str:
+    """The name to load: a checked local directory, or the hub id unchanged."""
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+    if not path.exists():
+        if looks_local:
+            raise ModelLoadError(f"model directory '{name}' does not exist. {_LOCAL_HINT}")
+        return name
+    if not path.is_dir():
+        raise ModelLoadError(f"model path '{name}' is not a directory. {_LOCAL_HINT}")
+    for required in ("config.json", "preprocessor_config.json"):
+        if not (path / required).is_file():
+            raise ModelLoadError(f"model directory '{name}' has no {required}: it is not a complete "
+                                 f"save_pretrained folder. {_LOCAL_HINT}")
+    return str(path)
+
+
+def _load_message(name: str, exc: Exception) -> str:
+    reason = " ".join(str(exc).split())[:300]
+    if Path(name).expanduser().is_dir():
+        return f"cannot load model from directory '{name}': {reason}"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = "the hub is disabled (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub could not be reached"
+    return (f"cannot load model '{name}': it is not in the local Hugging Face cache and {why}, "
+            f"or the id is wrong ({reason}). {_LOCAL_HINT}")

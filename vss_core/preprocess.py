@@ -1,0 +1,242 @@
+"""Image preprocessing for the embedder: a fast path and the transformers processor path.
+
+The fast path reads the Hugging Face image processor's own settings (resize size and
+resample filter, center crop, rescale, normalize) and reproduces them with a JPEG
+draft-mode decode, one PIL resize and a fused numpy rescale/normalize.  Processors
+whose settings it cannot reproduce go through the processor itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import images
+
+_GENERIC_NAMES = {"ViTImageProcessor", "BitImageProcessor"}
+_PIPELINE_METHODS = ("preprocess", "_preprocess", "_preprocess_image_like_inputs", "process_image",
+                     "resize", "center_crop", "rescale", "normalize", "_standardize_kwargs")
+_HANDLED_FLAGS = {"do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb"}
+_INTERPOLATION_NAMES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+
+@dataclass(frozen=True)
+class FastSpec:
+    """What the fast path does: resize, crop, then ``pixel * mul + add`` per channel."""
+
+    fixed_size: tuple[int, int] | None  # (height, width)
+    shortest_edge: int | None
+    resample: int
+    crop: tuple[int, int] | None  # (height, width)
+    mul: tuple[float, float, float]
+    add: tuple[float, float, float]
+
+
+class ProcessorPath:
+    """Preprocess with the transformers image processor itself (reference behaviour)."""
+
+    fast = False
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def load(self, source, name: str | None = None) -> np.ndarray:
+        """Decode ``source`` and return its (3, H, W) float32 model input."""
+        return self.process(images.decode(source, name))
+
+    def process(self, image: Image.Image) -> np.ndarray:
+        """Return the (3, H, W) float32 model input of a PIL image."""
+        out = self.processor(images=images.to_rgb(image), return_tensors="np")["pixel_values"]
+        return np.asarray(out[0], dtype=np.float32)
+
+
+class FastPath:
+    """Draft-mode JPEG decode + one PIL resize + numpy normalize, following a processor's config."""
+
+    fast = True
+
+    def __init__(self, spec: FastSpec):
+        self.spec = spec
+        self._mul = np.asarray(spec.mul, dtype=np.float32)[:, None, None]
+        self._add = np.asarray(spec.add, dtype=np.float32)[:, None, None]
+
+    @property
+    def draft_size(self) -> tuple[int, int] | None:
+        """Smallest (width, height) a draft-mode decode may reduce a JPEG to."""
+        if self.spec.fixed_size:
+            return self.spec.fixed_size[::-1]
+        if self.spec.shortest_edge:
+            return (self.spec.shortest_edge, self.spec.shortest_edge)
+        return None
+
+    def target_size(self, full_size: tuple[int, int]) -> tuple[int, int] | None:
+        """(width, height) after resize for an upright image of ``full_size``, as transformers computes it."""
+        if self.spec.fixed_size:
+            return self.spec.fixed_size[::-1]
+        if not self.spec.shortest_edge:
+            return None
+        width, height = full_size
+        short, long = (width, height) if width <= height else (height, width)
+        edge = self.spec.shortest_edge
+        new_long = int(edge * long / short)
+        return (edge, new_long) if width <= height else (new_long, edge)
+
+    def load(self, source, name: str | None = None) -> np.ndarray:
+        """Decode ``source`` (draft mode for JPEG) and return its (3, H, W) float32 model input."""
+        decoded = images.decode_full(source, name, self.draft_size)
+        return self._finish(decoded.image, decoded.full_size, decoded.box)
+
+    def process(self, image: Image.Image) -> np.ndarray:
+        """Return the (3, H, W) float32 model input of an already decoded PIL image."""
+        image = images.to_rgb(image)
+        return self._finish(image, image.size, None)
+
+    def _finish(self, image: Image.Image, full_size, box) -> np.ndarray:
+        target = self.target_size(full_size)
+        crop = self.spec.crop
+        if target is not None and (target != image.size or box is not None):
+            box = box or (0.0, 0.0, float(image.width), float(image.height))
+            if crop and crop[0] <= target[1] and crop[1] <= target[0]:
+                box, target, crop = _crop_box(box, target, crop), crop[::-1], None
+            image = image.resize(target, resample=self.spec.resample, box=box)
+        arr = np.asarray(image, dtype=np.uint8)
+        if crop:
+            arr = _center_crop(arr, crop)
+        out = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
+        out *= self._mul
+        out += self._add
+        return out
+
+
+def make_preprocessor(processor, fast: bool = True):
+    """The fast path for ``processor`` when ``fast`` and its config allows it, else the processor path."""
+    if fast:
+        spec = fast_spec(processor)
+        if spec is not None:
+            return FastPath(spec)
+    return ProcessorPath(processor)
+
+
+def fast_spec(processor) -> FastSpec | None:
+    """A :class:`FastSpec` reproducing ``processor``, or ``None`` if it does anything else."""
+    return None if unsupported_reason(processor) else _build_spec(processor)
+
+
+def unsupported_reason(processor) -> str | None:
+    """Why the fast path cannot reproduce ``processor`` (``None`` when it can)."""
+    if not _is_generic(processor):
+        return f"{type(processor).__name__} has its own preprocessing steps"
+    for key, value in vars(processor).items():
+        if key.startswith("do_") and key not in _HANDLED_FLAGS and value:
+            return f"{key} is not supported"
+    if getattr(processor, "do_resize", False):
+        if _resample(getattr(processor, "resample", None)) is None:
+            return f"resample {processor.resample!r} is not supported"
+        if _size_kind(getattr(processor, "size", None)) is None:
+            return f"size {processor.size!r} is not supported"
+    if getattr(processor, "do_center_crop", False) and _size_kind(getattr(processor, "crop_size", None)) != "fixed":
+        return f"crop_size {getattr(processor, 'crop_size', None)!r} is not supported"
+    if getattr(processor, "do_normalize", False):
+        if _channels(processor.image_mean) is None or _channels(processor.image_std) is None:
+            return "image_mean/image_std must have 1 or 3 values"
+    return None
+
+
+def _build_spec(processor) -> FastSpec:
+    fixed = edge = crop = None
+    resample = Image.Resampling.BILINEAR
+    if getattr(processor, "do_resize", False):
+        fields = _size_fields(processor.size)
+        if _size_kind(processor.size) == "fixed":
+            fixed = (int(fields["height"]), int(fields["width"]))
+        else:
+            edge = int(fields["shortest_edge"])
+        resample = _resample(processor.resample)
+    if getattr(processor, "do_center_crop", False):
+        fields = _size_fields(processor.crop_size)
+        crop = (int(fields["height"]), int(fields["width"]))
+    scale = float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else 1.0
+    mean, std = np.zeros(3), np.ones(3)
+    if getattr(processor, "do_normalize", False):
+        mean, std = np.asarray(_channels(processor.image_mean)), np.asarray(_channels(processor.image_std))
+    mul, add = scale / std, -mean / std
+    return FastSpec(fixed, edge, int(resample), crop, tuple(map(float, mul)), tuple(map(float, add)))
+
+
+def _is_generic(processor) -> bool:
+    cls = type(processor)
+    if cls.__name__.removesuffix("Pil").removesuffix("Fast") in _GENERIC_NAMES:
+        return True
+    try:
+        from transformers.image_processing_backends import PilBackend, TorchvisionBackend
+    except ImportError:
+        return False
+    for backend in (PilBackend, TorchvisionBackend):
+        if isinstance(processor, backend):
+            return all(getattr(cls, m, None) is getattr(backend, m, None) for m in _PIPELINE_METHODS)
+    return False
+
+
+def _size_fields(size) -> dict:
+    if isinstance(size, int):
+        return {"height": size, "width": size}
+    try:
+        return {k: v for k, v in dict(size).items() if v is not None}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _size_kind(size) -> str | None:
+    keys = set(_size_fields(size)) if size is not None else set()
+    if keys == {"height", "width"}:
+        return "fixed"
+    if keys == {"shortest_edge"}:
+        return "shortest_edge"
+    return None
+
+
+def _resample(value) -> int | None:
+    if value is None:
+        return int(Image.Resampling.BILINEAR)
+    name = getattr(value, "value", None)
+    if isinstance(name, str):
+        return _INTERPOLATION_NAMES.get(name.lower())
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        return None
+    return code if 0 <= code <= 5 else None
+
+
+def _channels(values) -> list[float] | None:
+    if isinstance(values, (int, float)):
+        return [float(values)] * 3
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return out * 3 if len(out) == 1 else out if len(out) == 3 else None
+
+
+def _crop_box(box, target: tuple[int, int], crop: tuple[int, int]):
+    """Source box whose resize to ``crop`` equals resizing ``box`` to ``target`` then center cropping."""
+    x0, y0, x1, y1 = box
+    sx, sy = (x1 - x0) / target[0], (y1 - y0) / target[1]
+    left, top = (target[0] - crop[1]) // 2, (target[1] - crop[0]) // 2
+    return (x0 + left * sx, y0 + top * sy, x0 + (left + crop[1]) * sx, y0 + (top + crop[0]) * sy)
+
+
+def _center_crop(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Center crop (H, W, C) like transformers: zero padding when the image is smaller."""
+    crop_h, crop_w = size
+    height, width = arr.shape[:2]
+    if height < crop_h or width < crop_w:
+        pad_h, pad_w = max(crop_h, height), max(crop_w, width)
+        padded = np.zeros((pad_h, pad_w, arr.shape[2]), dtype=arr.dtype)
+        top, left = -(-(pad_h - height) // 2), -(-(pad_w - width) // 2)
+        padded[top:top + height, left:left + width] = arr
+        arr, height, width = padded, pad_h, pad_w
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return arr[top:top + crop_h, left:left + crop_w]
