@@ -1,0 +1,196 @@
+"""End to end in headless Chromium: `streamlit run app.py` driven by Playwright.
+
+Uses Debian's /usr/bin/chromium (never a downloaded browser); skipped when it is
+missing unless CI=true.  The server gets a test config (tiny model, embedded
+Redis in a temp dir) and BATCH_SIZE=1, the real batch-size setting, so loading
+a few hundred images takes long enough to watch the progress bar and reload.
+Screenshots are saved under the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_app import free_port
+from tests.fixtures_models import LABELS, label_image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+SLOW_PER_LABEL = 400
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(app_setup, tmp_path_factory):
+    """A real Streamlit server on a free loopback port, with its own data dir."""
+    slow = app_setup.roots / "slow"
+    if not slow.exists():
+        for k, label in enumerate(sorted(LABELS)):
+            (slow / label).mkdir(parents=True)
+            for i in range(SLOW_PER_LABEL):
+                label_image(label, seed=20000 + 1000 * k + i).save(slow / label / f"{label}_{i}.jpg", quality=85)
+    data = tmp_path_factory.mktemp("browser_data")
+    port = free_port()
+    env = {**os.environ, **app_setup.env, "VSS_DATA_DIR": str(data), "BATCH_SIZE": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(data / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.25)
+        yield url, slow, data
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        from vss_core.redis_server import embedded_server
+
+        for name in ("alpha", "beta", "gamma"):
+            srv = embedded_server(data / name)
+            if srv.running:
+                srv.stop()
+
+
+@pytest.fixture
+def page(chromium_path, server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def _progress_text(pg) -> str:
+    return pg.locator('[data-testid="stProgress"]').first.inner_text()
+
+
+def _done_count(pg) -> int:
+    m = re.search(r"([\d,]+) / ([\d,?]+)", _progress_text(pg))
+    return int(m.group(1).replace(",", "")) if m else -1
+
+
+def _tall_screenshot(pg, path: Path, height: int = 2200) -> None:
+    """Streamlit scrolls inside its main block, so show more of it with a taller viewport."""
+    size = pg.viewport_size
+    pg.set_viewport_size({"width": size["width"], "height": height})
+    pg.wait_for_timeout(300)
+    pg.screenshot(path=str(path))
+    pg.set_viewport_size(size)
+
+
+def test_load_search_and_reload_mid_job(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    url, slow, _ = server
+    pg = page
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    pg.goto(url)
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_text("Project", exact=True)).to_be_visible(timeout=60_000)
+    expect(sidebar.get_by_text("1 config file with errors", exact=False)).to_be_visible()
+    # choose a project in the picker
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    pg.get_by_role("option", name="beta", exact=True).click()
+    expect(sidebar.get_by_text("beta/redis.sock", exact=False)).to_be_visible()
+    expect(sidebar.get_by_text("answers", exact=False)).to_be_visible(timeout=60_000)
+    annotator = sidebar.get_by_role("textbox", name="Annotator")
+    annotator.fill("e2e tester")
+    annotator.press("Enter")
+    expect(pg).to_have_url(re.compile(r"annotator=e2e"))
+
+    # exemplars: start a load of 1,200 images, reload mid-job, and watch the bar move
+    pg.get_by_role("link", name="Exemplars").click()
+    expect(pg.get_by_role("heading", name="Exemplars", exact=True)).to_be_visible()
+    path_box = pg.get_by_role("textbox", name="Server folder")
+    path_box.fill(str(slow))
+    path_box.press("Enter")
+    pg.get_by_role("button", name="Load exemplars").click()
+    expect(pg.locator('[data-testid="stProgress"]')).to_be_visible()
+    pg.wait_for_function("() => /[1-9][\\d,]* \\/ 1,200/.test(document.body.innerText)")
+    first = _done_count(pg)
+    pg.screenshot(path=str(shots / "1_load_running.png"), full_page=True)
+
+    # reload mid-job: the new session finds the same running job in the shared registry
+    pg.reload()
+    expect(pg.get_by_text("— running", exact=False).first).to_be_visible(timeout=30_000)
+    expect(pg.locator('[data-testid="stSidebar"]').get_by_text("beta/redis.sock", exact=False)).to_be_visible()
+    second = _done_count(pg)
+    pg.screenshot(path=str(shots / "2_after_reload.png"), full_page=True)
+    assert second < 1200, "the job ended before the reload; make it longer"
+    third = second
+    deadline = time.monotonic() + 20
+    while third <= second and time.monotonic() < deadline:
+        pg.wait_for_timeout(200)
+        third = _done_count(pg)
+    assert 0 < first <= second < third, (first, second, third)
+    expect(pg.get_by_text("— done", exact=False)).to_be_visible(timeout=120_000)
+    expect(pg.locator('[data-testid="stProgress"]').first).to_contain_text("1,200 / 1,200")
+    expect(pg.locator('[data-testid="stMetricValue"]').first).to_have_text("1,200")
+    _tall_screenshot(pg, shots / "3_load_done.png")
+
+    # search: upload query images and see their galleries with labels and scores
+    pg.get_by_role("link", name="Search").click()
+    expect(pg.get_by_role("heading", name="Search", exact=True)).to_be_visible()
+    queries = sorted(p for p in (slow.parent / "queries").glob("*.jpg"))
+    pg.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(q) for q in queries])
+    expect(pg.get_by_text(queries[-1].name).first).to_be_visible()
+    pg.get_by_role("button", name="Search").click()
+    expect(pg.get_by_text("Suggested majority", exact=False).first).to_be_visible(timeout=60_000)
+    for label in LABELS:
+        expect(pg.get_by_text(re.compile(rf"^{label} · [01]\.\d{{3}}$")).first).to_be_visible()
+    expect(pg.get_by_text("Suggested majority", exact=False)).to_have_count(len(queries))
+    expect(pg.get_by_role("button", name="JSON")).to_have_count(1)
+    expect(pg.get_by_role("button", name="CSV")).to_have_count(1)
+    # every thumbnail (queries + 5 exemplars each) arrives as a decoded image
+    pg.wait_for_function(
+        f"() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+        f".filter(i => i.complete && i.naturalWidth > 0).length >= {len(queries) * 6}")
+    _tall_screenshot(pg, shots / "4_search_results.png")
+    print(f"screenshots in {shots}")
+    keep = os.environ.get("VSS_SCREENSHOTS")
+    if keep:
+        shutil.copytree(shots, keep, dirs_exist_ok=True)

@@ -1,0 +1,92 @@
+"""Turning uploads and typed server paths into image sources, with per-file messages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from vss_core.config import ProjectConfig
+from vss_core.errors import PathNotAllowed, VSSError
+from vss_core.paths import resolve_under_roots
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
+MAX_QUERIES = 500
+
+
+def upload_cap_bytes() -> int:
+    return int(st.get_option("server.maxUploadSize")) * 1024 * 1024
+
+
+@dataclass
+class Sources:
+    """Query images ready for ``search``: sources (bytes or paths), display names, and problems."""
+
+    sources: list = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, source, name: str) -> None:
+        if len(self.sources) >= MAX_QUERIES:
+            self.problems.append((name, f"not searched: at most {MAX_QUERIES} images per search"))
+            return
+        self.sources.append(source)
+        self.names.append(name)
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower().lstrip(".") in IMAGE_TYPES
+
+
+def add_uploads(out: Sources, files) -> None:
+    """Uploaded files: over the cap, empty or not an image type get a message each."""
+    cap = upload_cap_bytes()
+    for f in files or []:
+        if f.size > cap:
+            out.problems.append((f.name, f"{f.size / 1e6:.1f} MB is over the upload cap of {cap // 2**20} MB"))
+        elif f.size == 0:
+            out.problems.append((f.name, "empty file"))
+        elif not _is_image_name(f.name):
+            out.problems.append((f.name, "not an image file (expected " + ", ".join(IMAGE_TYPES) + ")"))
+        else:
+            out.add(f.getvalue(), f.name)
+
+
+def resolve_server_path(text: str, project: ProjectConfig) -> Path:
+    """A typed server path resolved under the project's data roots (PathNotAllowed otherwise)."""
+    path = resolve_under_roots(text, project.data_roots)
+    if not path.exists():
+        raise PathNotAllowed(f"Server path '{text}' does not exist.")
+    return path
+
+
+def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
+    """A file, or every file of a folder (not recursive); non-images are named and skipped."""
+    path = resolve_server_path(text, project)
+    if path.is_file():
+        out.add(str(path), path.name)
+        return
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise VSSError(f"Folder '{text}' has no files.")
+    for p in files:
+        if _is_image_name(p.name):
+            out.add(str(p), p.name)
+        else:
+            out.problems.append((p.name, "skipped: not an image file"))
+
+
+def save_upload(data: bytes, name: str, folder: Path) -> Path:
+    """Keep an uploaded file under the project's data dir, named by its content."""
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    target = folder / f"{digest}{Path(name).suffix.lower()}"
+    if not target.exists():
+        tmp = target.with_suffix(target.suffix + f".{os.getpid()}.part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return target

@@ -1,0 +1,87 @@
+"""A job's progress, polled from the registry by a fragment while the job runs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import resources
+from vss_core.jobs import CANCELLED, DONE, FAILED
+
+POLL_S = 0.5
+_ICONS = {DONE: ":material/check_circle:", FAILED: ":material/error:",
+          CANCELLED: ":material/cancel:"}
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_text(snap) -> str:
+    total = "?" if snap.total is None else f"{snap.total:,}"
+    rate = "–" if not snap.rate else f"{snap.rate:.1f}/s"
+    parts = [f"{snap.done:,} / {total}", rate]
+    if snap.active:
+        parts.append(f"ETA {fmt_duration(snap.eta_s)}")
+    else:
+        parts.append(f"took {fmt_duration(snap.elapsed_s)}")
+    if snap.errors:
+        parts.append(f"{len(snap.errors)} error{'s' if len(snap.errors) != 1 else ''}")
+    return " · ".join(parts)
+
+
+def render_snapshot(snap, on_resume=None) -> None:
+    """One job: what it loads, a bar with done / total, rate and ETA, errors, controls."""
+    with st.container(border=True):
+        who = f" by {snap.meta.get('added_by')}" if snap.meta.get("added_by") else ""
+        head = f"**Load** {snap.meta.get('label', '')}{who} — {snap.state}"
+        st.markdown(f"{_ICONS.get(snap.state, ':material/sync:')} {head}")
+        st.progress(snap.fraction or 0.0, text=progress_text(snap))
+        if snap.message:
+            st.caption(snap.message)
+        if snap.state == FAILED:
+            st.error(snap.message or "The job failed.")
+        if snap.errors:
+            with st.expander(f"{len(snap.errors)} file(s) not loaded", expanded=not snap.active):
+                st.dataframe([{"file": f, "reason": r} for f, r in snap.errors],
+                             hide_index=True, width="stretch")
+        registry = resources.job_registry()
+        if snap.active:
+            if st.button("Cancel", key=f"cancel_{snap.id}", icon=":material/stop:"):
+                registry.cancel(snap.id)
+                st.rerun(scope="fragment")
+        elif snap.state in (CANCELLED, FAILED) and on_resume is not None:
+            if st.button("Resume (skips what is loaded)", key=f"resume_{snap.id}",
+                         icon=":material/play_arrow:"):
+                on_resume(snap)
+                st.rerun()
+
+
+def jobs_to_show(project: str, kind: str) -> list:
+    """Running jobs of the project (from the shared registry), else its latest finished one."""
+    jobs = resources.job_registry().jobs(project=project, kind=kind)
+    active = [j for j in jobs if j.active]
+    return active or jobs[:1]
+
+
+def panel(project: str, kind: str, on_resume=None) -> None:
+    """Show the project's jobs; poll every POLL_S while one runs, then rerun the page once."""
+    shown = jobs_to_show(project, kind)
+    if not shown:
+        return
+    polling = any(s.active for s in shown)
+
+    @st.fragment(run_every=POLL_S if polling else None)
+    def _live():
+        registry = resources.job_registry()
+        snaps = [registry.get(s.id) or s for s in shown]
+        for snap in snaps:
+            render_snapshot(snap, on_resume)
+        if polling and not any(s.active for s in snaps):
+            st.rerun()  # a job ended: refresh the whole page (index overview, buttons)
+
+    _live()

@@ -1,0 +1,117 @@
+"""Exemplar loads as background jobs: the worker (no streamlit in it) and the start form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import inputs, resources, state
+from vss_core import loader
+from vss_core.errors import PathNotAllowed, VSSError
+from vss_core.paths import resolve_under_roots
+
+KIND = "load"
+SOURCES = {
+    "folder": "Server folder (one sub-folder per label)",
+    "csv": "Server CSV file (path,label)",
+    "zip": "Upload a zip (one folder per label)",
+}
+
+
+class _WithRefused:
+    """Counts files refused before loading (outside the data roots) as done-with-error."""
+
+    def __init__(self, progress, refused: list[tuple[str, str]]):
+        self._progress, self._refused = progress, refused
+
+    def set_total(self, total: int) -> None:
+        self._progress.set_total(total + len(self._refused))
+        if self._refused:
+            self._progress.advance(len(self._refused), errors=self._refused)
+
+    def advance(self, n: int, errors=()) -> None:
+        self._progress.advance(n, errors=errors)
+
+
+def make_worker(source: str, path: str, project, embedder, store, added_by: str):
+    """The job body: collect the items, keep those under the allowed roots, load them.
+
+    Runs in the job's thread, so it only touches vss_core objects, never ``st``.
+    """
+    def work(progress):
+        progress.message("Collecting files…")
+        if source == "folder":
+            items, roots = loader.collect_folder(path), project.data_roots
+        elif source == "csv":
+            items, roots = loader.collect_csv(path), project.data_roots
+        else:
+            into = Path(path).with_suffix("")
+            items, roots = loader.collect_zip(path, into), (into,)
+        allowed, refused = [], []
+        for item in items:
+            try:
+                resolve_under_roots(item.path, roots)
+                allowed.append(item)
+            except PathNotAllowed as e:
+                refused.append((str(item.path), str(e)))
+        progress.message(f"Loading {len(items)} files…")
+        report = loader.load_items(allowed, embedder, store, added_by,
+                                   progress=_WithRefused(progress, refused),
+                                   cancel=lambda: progress.cancelled)
+        report.failed[:0] = refused
+        progress.message(report.summary())
+        return report
+
+    return work
+
+
+def start(ctx, source: str, path: str) -> str:
+    """Start a load job for the current project; the job's meta lets it be resumed."""
+    worker = make_worker(source, path, ctx.project, ctx.embedder, ctx.store, state.annotator())
+    return resources.job_registry().start(
+        KIND, worker, project=ctx.project.name, source=source, path=path,
+        added_by=state.annotator(), label=f"{source} {Path(path).name if source == 'zip' else path}")
+
+
+def resume(ctx, snap) -> str:
+    return start(ctx, snap.meta["source"], snap.meta["path"])
+
+
+def form(ctx, busy: bool) -> None:
+    """Pick a source and start loading (needs an annotator; refuses paths outside the roots)."""
+    project = ctx.project
+    source = st.radio("Source", list(SOURCES), format_func=SOURCES.get, horizontal=True,
+                      key="load_source")
+    if source == "zip":
+        upload = st.file_uploader("Zip of labeled images", type=["zip"], key="load_zip")
+        text = None
+    else:
+        roots = ", ".join(f"`{r}`" for r in project.data_roots) or "none (set vss.data_roots)"
+        text = st.text_input("Server folder" if source == "folder" else "Server CSV file",
+                             key=f"load_path_{source}", help=f"Under the data roots: {roots}")
+        st.caption(f"Data roots: {roots}")
+    can_write = state.require_annotator("load exemplars")
+    if busy:
+        st.info("A load is running for this project; wait for it or cancel it below.")
+    if not st.button("Load exemplars", type="primary", disabled=busy or not can_write,
+                     icon=":material/upload:", key="load_start"):
+        return
+    try:
+        if source == "zip":
+            if upload is None:
+                raise VSSError("Choose a zip file to upload first.")
+            if upload.size > inputs.upload_cap_bytes():
+                raise VSSError(f"{upload.name}: over the upload cap of "
+                               f"{inputs.upload_cap_bytes() // 2**20} MB.")
+            path = str(inputs.save_upload(upload.getvalue(), upload.name,
+                                          project.data_dir / "uploads"))
+        else:
+            if not (text or "").strip():
+                raise VSSError("Give a server path first.")
+            resolved = inputs.resolve_server_path(text, project)
+            path = str(resolved)
+        start(ctx, source, path)
+        st.rerun()
+    except VSSError as e:
+        st.error(str(e))

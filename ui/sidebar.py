@@ -1,0 +1,66 @@
+"""The sidebar: project picker, config errors, annotator and the project's status."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import resources, state
+from vss_core.config import ProjectConfig
+from vss_core.errors import VSSError
+
+
+def render() -> None:
+    with st.sidebar:
+        try:
+            project_set = resources.projects()
+        except VSSError as e:  # e.g. a bad BATCH_SIZE: no project can load
+            st.error(f"Configuration error: {e}")
+            return
+        names = sorted(project_set.projects)
+        state.init_from_url(names)
+        if names:
+            st.selectbox("Project", names, key=state.PROJECT)
+        else:
+            st.warning("No project could be loaded from the config folder.")
+        if project_set.errors:
+            n = len(project_set.errors)
+            with st.expander(f":material/warning: {n} config file{'s' if n > 1 else ''} with errors",
+                             expanded=not names):
+                for error in project_set.errors:
+                    st.error(str(error))
+        st.text_input("Annotator", key=state.ANNOTATOR, placeholder="your name",
+                      help="Recorded with every exemplar you load; needed to load or delete.")
+        state.sync_to_url()
+        project = state.current_project()
+        if project is not None:
+            _status(project)
+        if st.button("Reload configs", key="reload_configs", type="tertiary",
+                     icon=":material/refresh:"):
+            resources.reload_projects()
+            st.rerun()
+
+
+def _status(project: ProjectConfig) -> None:
+    st.divider()
+    st.caption("STATUS")
+    redis_line = f"**Redis** {project.redis.describe()}"
+    try:
+        resources.client_for(project).ping()
+        redis_ok = True
+    except Exception as e:  # noqa: BLE001 - any failure means "does not answer"
+        redis_ok = False
+        redis_error = e if isinstance(e, VSSError) else f"{type(e).__name__}: {e}"
+        resources.forget_target(project)
+    st.markdown(f"{redis_line} · {':green[answers]' if redis_ok else ':red[does not answer]'}")
+    if not redis_ok:
+        st.caption(str(redis_error))
+    device = project.device
+    count = "–"
+    try:
+        embedder = resources.embedder_for(project)
+        device = embedder.device
+        if redis_ok:
+            count = f"{resources.store_for(project, embedder.dim).info().count:,}"
+    except VSSError as e:
+        st.caption(f":red[{e}]")
+    st.markdown(f"**Model** `{project.model}`  \n**Device** {device}  \n**Vectors** {count}")

@@ -1,0 +1,330 @@
+"""Background jobs with progress that any browser session can watch.
+
+:class:`JobRegistry` runs a worker ``fn(progress)`` in a daemon thread.  The
+worker reports through :class:`Progress` (``set_total``, ``advance``,
+``message``) and the registry hands readers immutable :class:`JobSnapshot`
+objects, so a page can poll a job from a fragment without touching the worker's
+state.  The registry itself is meant to be held once per server process (the
+app keeps it in ``st.cache_resource``), so a page reload or a second tab finds
+the same jobs.  This module never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from vss_core.errors import JobError, VSSError
+
+__all__ = [
+    "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "ACTIVE_STATES", "FINAL_STATES",
+    "JobCancelled", "JobSnapshot", "Progress", "JobRegistry",
+]
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ACTIVE_STATES = frozenset({QUEUED, RUNNING})
+FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
+
+_RATE_WINDOW_S = 15.0
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker by :meth:`Progress.check` once the job is cancelled."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What a job looked like at one moment; never changes after it is made."""
+
+    id: str
+    kind: str
+    project: str | None
+    state: str
+    done: int
+    total: int | None
+    rate: float | None          # items per second over the recent window
+    eta_s: float | None         # seconds left at that rate, when the total is known
+    errors: tuple[tuple[str, str], ...]
+    message: str
+    started_at: float | None    # epoch seconds
+    finished_at: float | None
+    result: Any = None
+    created_at: float = 0.0
+    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def eta(self) -> float | None:
+        return self.eta_s
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total clipped to [0, 1]; None while the total is unknown."""
+        if not self.total:
+            return 1.0 if self.state == DONE else None
+        return max(0.0, min(1.0, self.done / self.total))
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+class _Job:
+    """Mutable job state; only touched under the registry lock."""
+
+    def __init__(self, job_id: str, kind: str, project: str | None, meta: dict):
+        self.id = job_id
+        self.kind = kind
+        self.project = project
+        self.meta = MappingProxyType(dict(meta))
+        self.state = QUEUED
+        self.done = 0
+        self.total: int | None = None
+        self.errors: tuple[tuple[str, str], ...] = ()
+        self.message = ""
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.result: Any = None
+        self.cancel_event = threading.Event()
+        self.samples: deque[tuple[float, int]] = deque()
+        self.thread: threading.Thread | None = None
+
+    def rate(self, now: float) -> float | None:
+        """Items per second: over the recent window while running, overall once finished."""
+        if self.started_at is None:
+            return None
+        if self.finished_at is not None:
+            elapsed = self.finished_at - self.started_at  # both wall-clock
+            return self.done / elapsed if elapsed > 1e-4 and self.done else None
+        if len(self.samples) >= 2:
+            t0, d0 = self.samples[0]  # monotonic, like ``now``
+            if now - t0 > 1e-4:
+                return (self.done - d0) / (now - t0)
+        return None
+
+    def snapshot(self) -> JobSnapshot:
+        now = time.monotonic()
+        rate = self.rate(now)
+        eta = None
+        if self.state in ACTIVE_STATES and self.total is not None and rate and rate > 0:
+            eta = max(0.0, (self.total - self.done) / rate)
+        elif self.state == DONE:
+            eta = 0.0
+        return JobSnapshot(
+            id=self.id, kind=self.kind, project=self.project, state=self.state,
+            done=self.done, total=self.total, rate=rate, eta_s=eta, errors=self.errors,
+            message=self.message, started_at=self.started_at, finished_at=self.finished_at,
+            result=self.result, created_at=self.created_at, meta=self.meta,
+        )
+
+
+class Progress:
+    """The reporter a worker gets: counts, per-item errors, a message, and cancel.
+
+    Reporting never raises, so a worker can report from anywhere.  A worker
+    stops on cancel either by calling :meth:`check` (raises
+    :class:`JobCancelled`; the job ends ``cancelled`` without a result) or by
+    polling :attr:`cancelled` -- or handing ``lambda: progress.cancelled`` on --
+    and returning (the job ends ``cancelled`` and keeps what it returned).
+    """
+
+    def __init__(self, registry: "JobRegistry", job: _Job):
+        self._registry = registry
+        self._job = job
+
+    @property
+    def job_id(self) -> str:
+        return self._job.id
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        return self._job.cancel_event
+
+    @property
+    def cancelled(self) -> bool:
+        return self._job.cancel_event.is_set()
+
+    def check(self) -> None:
+        if self._job.cancel_event.is_set():
+            raise JobCancelled(self._job.id)
+
+    def set_total(self, total: int | None) -> None:
+        with self._registry._lock:
+            self._job.total = None if total is None else max(0, int(total))
+
+    def advance(self, n: int = 1, errors: Iterable[tuple[Any, Any]] = ()) -> None:
+        """Count ``n`` more items handled (loaded, skipped or failed) and record errors."""
+        new_errors = tuple((str(item), str(reason)) for item, reason in errors)
+        with self._registry._lock:
+            job = self._job
+            job.done += int(n)
+            if new_errors:
+                job.errors = job.errors + new_errors
+            now = time.monotonic()
+            job.samples.append((now, job.done))
+            while len(job.samples) > 2 and now - job.samples[0][0] > _RATE_WINDOW_S:
+                job.samples.popleft()
+
+    def error(self, item: Any, reason: Any) -> None:
+        """Record one per-item error without counting an item."""
+        with self._registry._lock:
+            self._job.errors = self._job.errors + ((str(item), str(reason)),)
+
+    def message(self, text: str) -> None:
+        with self._registry._lock:
+            self._job.message = str(text)
+
+    def __call__(self, done: int, total: int | None = None, errors: Iterable = ()) -> None:
+        """Absolute-count form: ``progress(done, total)``, for callbacks that report totals."""
+        with self._registry._lock:
+            if total is not None:
+                self._job.total = int(total)
+            delta = int(done) - self._job.done
+        self.advance(max(0, delta), errors=errors)
+
+
+class JobRegistry:
+    """Thread-safe set of background jobs, newest first.
+
+    ``start(kind, fn, project=..., **meta)`` returns a job id at once and runs
+    ``fn(progress)`` in a daemon thread.  When ``fn`` returns its value becomes
+    ``result`` and the job is ``done`` (``cancelled`` if a cancel was asked
+    for); a :class:`VSSError` makes it ``failed`` with the error's message as
+    is, any other exception ``failed`` with the type name in front.
+    Finished jobs beyond ``keep_finished`` are forgotten, oldest first.
+    """
+
+    def __init__(self, keep_finished: int = 50):
+        self._lock = threading.RLock()
+        self._jobs: dict[str, _Job] = {}
+        self._order = itertools.count()
+        self._seq: dict[str, int] = {}
+        self._keep_finished = keep_finished
+
+    # -- starting and running ------------------------------------------------
+    def start(self, kind: str, fn: Callable[[Progress], Any], project: str | None = None,
+              **meta: Any) -> str:
+        if not callable(fn):
+            raise JobError(f"Job '{kind}' cannot start: its worker is not callable.")
+        job_id = uuid.uuid4().hex[:12]
+        job = _Job(job_id, kind, project, meta)
+        job.thread = threading.Thread(target=self._run, args=(job, fn), daemon=True,
+                                      name=f"vss-job-{kind}-{job_id}")
+        with self._lock:
+            self._jobs[job_id] = job
+            self._seq[job_id] = next(self._order)
+            self._prune()
+        job.thread.start()
+        return job_id
+
+    def _run(self, job: _Job, fn: Callable[[Progress], Any]) -> None:
+        progress = Progress(self, job)
+        with self._lock:
+            if job.cancel_event.is_set():
+                job.state, job.finished_at = CANCELLED, time.time()
+                job.message = job.message or "Cancelled before it started."
+                return
+            job.state = RUNNING
+            job.started_at = time.time()
+            job.samples.append((time.monotonic(), 0))
+        try:
+            result = fn(progress)
+        except JobCancelled:
+            self._finish(job, CANCELLED, None, "Cancelled.")
+        except VSSError as e:
+            self._finish(job, FAILED, None, str(e))
+        except Exception as e:  # a bug in a worker: keep the type for the report
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self._finish(job, FAILED, None, f"{type(e).__name__}: {e}")
+        else:
+            if job.cancel_event.is_set():
+                self._finish(job, CANCELLED, result, "Cancelled.")
+            else:
+                self._finish(job, DONE, result, None)
+
+    def _finish(self, job: _Job, state: str, result: Any, message: str | None) -> None:
+        with self._lock:
+            job.state = state
+            job.result = result
+            if message is not None:
+                job.message = message
+            job.finished_at = time.time()
+
+    def _prune(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
+        excess = len(finished) - self._keep_finished
+        if excess > 0:
+            finished.sort(key=lambda j: self._seq[j.id])
+            for j in finished[:excess]:
+                del self._jobs[j.id]
+                del self._seq[j.id]
+
+    # -- reading -------------------------------------------------------------
+    def _get(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobError(f"No job with id '{job_id}' (it may have finished long ago and been forgotten).")
+        return job
+
+    def snapshot(self, job_id: str) -> JobSnapshot:
+        with self._lock:
+            return self._get(job_id).snapshot()
+
+    def get(self, job_id: str | None) -> JobSnapshot | None:
+        """Like :meth:`snapshot` but None for an unknown id."""
+        if not job_id:
+            return None
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return job.snapshot() if job else None
+
+    def jobs(self, project: str | None = None, kind: str | None = None,
+             active: bool | None = None) -> list[JobSnapshot]:
+        """Snapshots of the jobs, newest first, optionally filtered."""
+        with self._lock:
+            chosen = [j for j in self._jobs.values()
+                      if (project is None or j.project == project)
+                      and (kind is None or j.kind == kind)]
+            chosen.sort(key=lambda j: self._seq[j.id], reverse=True)
+            snaps = [j.snapshot() for j in chosen]
+        if active is not None:
+            snaps = [s for s in snaps if s.active == active]
+        return snaps
+
+    # -- control -------------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """Ask a job to stop; True when it was still queued or running."""
+        with self._lock:
+            job = self._get(job_id)
+            if job.state in FINAL_STATES:
+                return False
+            job.cancel_event.set()
+            job.message = "Cancelling…"
+            return True
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
+        """Block until the job has finished (or ``timeout`` passes); return its snapshot."""
+        with self._lock:
+            thread = self._get(job_id).thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.snapshot(job_id)
