@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -309,3 +310,14 @@ def test_cuda_half_precision_matches_cpu(tiny_vit_dir, tiny_dinov2_dir, natural_
         on_cpu = Embedder(model_dir, device="cpu").embed(natural_jpegs)
         assert on_gpu.vectors.dtype == np.float32 and on_gpu.ok == on_cpu.ok
         assert cosines(on_gpu.vectors, on_cpu.vectors).min() >= 0.999
+
+
+def test_unreachable_hub_fails_at_once_without_retries(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError, match="hub could not be reached") as info:
+        Embedder("some-org/not-cached-model", device="cpu")
+    assert "some-org/not-cached-model" in str(info.value) and "vss.model" in str(info.value)
+    assert time.monotonic() - started < 20  # hub retries with backoff would take minutes

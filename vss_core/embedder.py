@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -208,9 +210,16 @@ def _load(name: str, device: str, dtype: str):
     from transformers import AutoImageProcessor, AutoModel
 
     source = _check_local(name)
+    is_hub_id = not Path(source).is_dir()
     try:
-        processor = AutoImageProcessor.from_pretrained(source)
-        model = AutoModel.from_pretrained(source)
+        try:
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=is_hub_id)
+            model = AutoModel.from_pretrained(source, local_files_only=is_hub_id)
+        except OSError:
+            if not is_hub_id or _hub_offline() or not _hub_reachable():
+                raise
+            processor = AutoImageProcessor.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for a bad model
         raise ModelLoadError(_load_message(name, exc)) from exc
     if not isinstance(getattr(model.config, "hidden_size", None), int):
@@ -238,11 +247,27 @@ def _check_local(name: str) -> str:
     return str(path)
 
 
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP check of the hub, so a machine without internet fails at once, not after retries."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def _load_message(name: str, exc: Exception) -> str:
     reason = " ".join(str(exc).split())[:300]
     if Path(name).expanduser().is_dir():
         return f"cannot load model from directory '{name}': {reason}"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    why = "the hub is disabled (HF_HUB_OFFLINE=1)" if offline else "the Hugging Face hub could not be reached"
+    why = ("the hub is disabled (HF_HUB_OFFLINE=1)" if _hub_offline()
+           else "the Hugging Face hub could not be reached")
     return (f"cannot load model '{name}': it is not in the local Hugging Face cache and {why}, "
             f"or the id is wrong ({reason}). {_LOCAL_HINT}")
