@@ -129,3 +129,13 @@ def test_module_entry_point_runs_as_a_process(cli_env):
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "dimension:" in proc.stdout
+
+
+def test_fetch_model_saves_a_loadable_copy(run, tiny_vit_dir, tmp_path):
+    from vss_core.embedder import Embedder
+
+    code, out, _ = run("fetch-model", tiny_vit_dir, tmp_path / "copy")
+    assert code == 0 and f"vss.model: {tmp_path / 'copy'}" in out
+    assert Embedder(str(tmp_path / "copy"), device="cpu").dim == Embedder(str(tiny_vit_dir), device="cpu").dim
+    code, _, err = run("fetch-model", "some-org/not-cached", tmp_path / "x")
+    assert code == 1 and "some-org/not-cached" in err

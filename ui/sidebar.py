@@ -61,6 +61,6 @@ def _status(project: ProjectConfig) -> None:
         device = embedder.device
         if redis_ok:
             count = f"{resources.store_for(project, embedder.dim).info().count:,}"
-    except VSSError as e:
-        st.caption(f":red[{e}]")
+    except VSSError:
+        device = ":red[model not loaded, see the page]"
     st.markdown(f"**Model** `{project.model}`  \n**Device** {device}  \n**Vectors** {count}")

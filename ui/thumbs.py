@@ -17,7 +17,7 @@ from collections import OrderedDict
 from functools import lru_cache
 
 import streamlit as st
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 THUMB_PX = 160
 _BACKGROUND = (238, 240, 243)

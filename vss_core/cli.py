@@ -5,6 +5,7 @@
     knn PROJECT IMAGE... [--top-n N] [--json]
     embed PROJECT IMAGE...                 JSON with filenames and embeddings
     stats PROJECT                          dimension, algorithm, count per label
+    fetch-model MODEL_ID FOLDER            save a hub model + processor for offline use
 
 Bad input exits non-zero with a one-line error on stderr.
 """
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("stats", help="index statistics")
     cmd.add_argument("project")
     cmd.set_defaults(run=cmd_stats)
+
+    cmd = commands.add_parser("fetch-model", help="save a hub model and its processor to a folder")
+    cmd.add_argument("model_id")
+    cmd.add_argument("folder")
+    cmd.set_defaults(run=cmd_fetch_model)
     return parser
 
 
@@ -149,6 +155,14 @@ def cmd_stats(args) -> int:
     if counts:
         _print_table([("LABEL", "COUNT")] + [(label, str(n)) for label, n in
                                               sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+    return 0
+
+
+def cmd_fetch_model(args) -> int:
+    from .embedder import save_model
+
+    path = save_model(args.model_id, args.folder)
+    print(f"saved {args.model_id} to {path}; set `vss.model: {path}` in the project config")
     return 0
 
 

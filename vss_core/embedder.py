@@ -30,7 +30,7 @@ PREFETCH_BATCHES = 2
 _LOCAL_HINT = (
     "Point `vss.model` in the project config at a local directory written by save_pretrained "
     "(config.json, model weights and preprocessor_config.json), e.g. made on a machine with internet by "
-    "AutoModel.from_pretrained(id).save_pretrained(dir) and AutoImageProcessor.from_pretrained(id).save_pretrained(dir)."
+    "`python -m vss_core fetch-model ID DIR`."
 )
 
 
@@ -230,6 +230,18 @@ def _load(name: str, device: str, dtype: str):
     return model, processor
 
 
+def save_model(model_id: str, folder: str | Path) -> Path:
+    """Load ``model_id`` (hub or cache) and save model + processor to ``folder`` for offline use."""
+    model, processor = _load(model_id, "cpu", "float32")
+    target = Path(folder).expanduser().resolve()
+    try:
+        model.save_pretrained(target)
+        processor.save_pretrained(target)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot save model '{model_id}' to '{target}': {exc.strerror or exc}") from exc
+    return target
+
+
 def _check_local(name: str) -> str:
     """The name to load: a checked local directory, or the hub id unchanged."""
     path = Path(name).expanduser()
@@ -269,5 +281,6 @@ def _load_message(name: str, exc: Exception) -> str:
         return f"cannot load model from directory '{name}': {reason}"
     why = ("the hub is disabled (HF_HUB_OFFLINE=1)" if _hub_offline()
            else "the Hugging Face hub could not be reached")
+    detail = "" if "can't load" in reason.lower() else f" ({reason})"
     return (f"cannot load model '{name}': it is not in the local Hugging Face cache and {why}, "
-            f"or the id is wrong ({reason}). {_LOCAL_HINT}")
+            f"or the id is wrong{detail}. {_LOCAL_HINT}")
