@@ -20,6 +20,8 @@ _PIPELINE_METHODS = ("preprocess", "_preprocess", "_preprocess_image_like_inputs
                      "resize", "center_crop", "rescale", "normalize", "_standardize_kwargs")
 _HANDLED_FLAGS = {"do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb"}
 _INTERPOLATION_NAMES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+# torch's antialiased uint8 resize matches PIL's bilinear/bicubic to one level, 2-5x faster
+_TORCH_MODES = {int(Image.Resampling.BILINEAR): "bilinear", int(Image.Resampling.BICUBIC): "bicubic"}
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,15 @@ class FastPath:
     def _finish(self, image: Image.Image, full_size, box) -> np.ndarray:
         target = self.target_size(full_size)
         crop = self.spec.crop
-        if target is not None and (target != image.size or box is not None):
+        if target is None or (target == image.size and box is None):
+            arr = np.asarray(image, dtype=np.uint8)
+        elif self.spec.resample in _TORCH_MODES and _whole_image(box, image.size):
+            arr = _torch_resize(np.asarray(image, dtype=np.uint8), target, _TORCH_MODES[self.spec.resample])
+        else:
             box = box or (0.0, 0.0, float(image.width), float(image.height))
             if crop and crop[0] <= target[1] and crop[1] <= target[0]:
                 box, target, crop = _crop_box(box, target, crop), crop[::-1], None
-            image = image.resize(target, resample=self.spec.resample, box=box)
-        arr = np.asarray(image, dtype=np.uint8)
+            arr = np.asarray(image.resize(target, resample=self.spec.resample, box=box), dtype=np.uint8)
         if crop:
             arr = _center_crop(arr, crop)
         out = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
@@ -218,6 +223,21 @@ def _channels(values) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return out * 3 if len(out) == 1 else out if len(out) == 3 else None
+
+
+def _whole_image(box, size: tuple[int, int]) -> bool:
+    """Whether a draft ``box`` is exactly the decoded image (odd sizes leave a fractional edge)."""
+    return box is None or tuple(map(float, box)) == (0.0, 0.0, float(size[0]), float(size[1]))
+
+
+def _torch_resize(arr: np.ndarray, target: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize (H, W, 3) uint8 to ``target`` (width, height) with PIL-compatible antialiasing."""
+    import torch
+
+    tensor = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).unsqueeze(0)
+    out = torch.nn.functional.interpolate(tensor, size=(target[1], target[0]), mode=mode,
+                                          antialias=True, align_corners=False)
+    return out[0].permute(1, 2, 0).numpy()
 
 
 def _crop_box(box, target: tuple[int, int], crop: tuple[int, int]):
