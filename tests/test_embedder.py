@@ -100,6 +100,7 @@ def test_fast_path_matches_processor_on_photos(name, request, natural_jpegs):
     assert (normed @ normed.T)[np.triu_indices(len(fast), 1)].mean() < 0.9  # the model does tell images apart
 
 
+@pytest.mark.parametrize("torch_resize", [True, False], ids=["torch-resize", "pil-resize"])
 @pytest.mark.parametrize("processor, size, draft", [
     (vit_processor(224), (640, 480), True),
     (vit_processor(224), (643, 481), True),
@@ -107,8 +108,8 @@ def test_fast_path_matches_processor_on_photos(name, request, natural_jpegs):
     (dinov2_processor(256, 224), (480, 800), False),
     (dinov2_processor(256, 224), (1600, 1200), True),
 ])
-def test_fast_tensors_match_processor_at_real_sizes(processor, size, draft):
-    fast, slow = make_preprocessor(processor), make_preprocessor(processor, fast=False)
+def test_fast_tensors_match_processor_at_real_sizes(processor, size, draft, torch_resize):
+    fast, slow = make_preprocessor(processor, torch_resize=torch_resize), make_preprocessor(processor, fast=False)
     assert isinstance(fast, FastPath) and isinstance(slow, ProcessorPath)
     level = processor.rescale_factor / min(processor.image_std)  # one 8-bit step in model input units
     for seed in range(2):

@@ -59,8 +59,9 @@ class FastPath:
 
     fast = True
 
-    def __init__(self, spec: FastSpec):
+    def __init__(self, spec: FastSpec, torch_resize: bool = True):
         self.spec = spec
+        self.torch_resize = torch_resize
         self._mul = np.asarray(spec.mul, dtype=np.float32)[:, None, None]
         self._add = np.asarray(spec.add, dtype=np.float32)[:, None, None]
 
@@ -100,7 +101,7 @@ class FastPath:
         crop = self.spec.crop
         if target is None or (target == image.size and box is None):
             arr = np.asarray(image, dtype=np.uint8)
-        elif self.spec.resample in _TORCH_MODES and _whole_image(box, image.size):
+        elif self.torch_resize and self.spec.resample in _TORCH_MODES and _whole_image(box, image.size):
             arr = _torch_resize(np.asarray(image, dtype=np.uint8), target, _TORCH_MODES[self.spec.resample])
         else:
             box = box or (0.0, 0.0, float(image.width), float(image.height))
@@ -115,12 +116,16 @@ class FastPath:
         return out
 
 
-def make_preprocessor(processor, fast: bool = True):
-    """The fast path for ``processor`` when ``fast`` and its config allows it, else the processor path."""
+def make_preprocessor(processor, fast: bool = True, torch_resize: bool = True):
+    """The fast path for ``processor`` when ``fast`` and its config allows it, else the processor path.
+
+    ``torch_resize`` resizes with torch's kernel instead of PIL's where they agree: faster on a
+    CPU box, slower with the many decode threads of a GPU box (docs/benchmarks.md).
+    """
     if fast:
         spec = fast_spec(processor)
         if spec is not None:
-            return FastPath(spec)
+            return FastPath(spec, torch_resize)
     return ProcessorPath(processor)
 
 

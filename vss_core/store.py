@@ -146,18 +146,41 @@ class VectorStore:
 
     @_guard
     def add(self, records: Iterable[Record]) -> int:
-        """Write ``records`` (pipelined); an existing key is overwritten. Returns how many."""
+        """Write ``records`` (one socket write per 256); an existing key is overwritten. Returns how many."""
         dim = self._layout().dim
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        pipe = self.client.pipeline(transaction=False)
-        count = 0
+        count, chunk = 0, []
         for record in records:
-            pipe.hset(self.key_for(record.label, record.id), mapping=self._fields(record, dim, added_at))
+            chunk.append(self._hset(record, dim, added_at))
             count += 1
-            if count % _BATCH == 0:
-                pipe.execute()
-        pipe.execute()
+            if len(chunk) == _BATCH:
+                self._write(chunk)
+                chunk = []
+        if chunk:
+            self._write(chunk)
         return count
+
+    def _write(self, commands: list[tuple]) -> None:
+        for reply in self._send_all(commands):
+            if isinstance(reply, Exception):
+                raise VSSError(f"writing to Redis index '{self.index_name}' failed: {reply}")
+
+    def _send_all(self, commands: list[tuple]) -> list:
+        """Send ``commands`` in one socket write and read every reply (error replies as exceptions).
+
+        redis-py's pipeline writes every ~6 KB, i.e. every command or two with 768-d vectors;
+        one write per batch is what makes bulk insert and batch KNN fast.
+        """
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            return connection.retry.call_with_retry(lambda: _exchange(connection, commands),
+                                                    lambda error: connection.disconnect())
+        except BaseException:
+            connection.disconnect()  # unread replies must not reach the connection's next user
+            raise
+        finally:
+            pool.release(connection)
 
     @_guard
     def sync(self, timeout_ms: int = 10_000) -> bool:
@@ -168,16 +191,16 @@ class VectorStore:
         except redis.ResponseError:
             return False
 
-    def _fields(self, record: Record, dim: int | None, added_at: str) -> dict:
+    def _hset(self, record: Record, dim: int | None, added_at: str) -> tuple:
         if not record.label.strip():
             raise VSSError(f"{record.source or record.id}: empty label")
         vector = np.asarray(record.vector, dtype=np.float32).ravel()
         if dim is not None and vector.size != dim:
             raise IndexMismatch(f"Redis index '{self.index_name}' holds {dim}-dimensional vectors, "
                                 f"got a {vector.size}-dimensional one for {record.source or record.id}")
-        return {"vector": vector.tobytes(), "tag": record.label, "label": record.label,
-                "source": record.source, "added_by": record.added_by, "added_at": added_at,
-                "model": record.model}
+        return ("HSET", self.key_for(record.label, record.id), "vector", vector.tobytes(),
+                "tag", record.label, "label", record.label, "source", record.source,
+                "added_by", record.added_by, "added_at", added_at, "model", record.model)
 
     @_guard
     def exists(self, keys: Sequence[str]) -> list[bool]:
@@ -204,10 +227,8 @@ class VectorStore:
         return results
 
     def _knn_batch(self, queries: np.ndarray, k: int) -> list[list[Neighbor]]:
-        pipe = self.client.pipeline(transaction=False)
-        for vector in queries:
-            pipe.execute_command(*self._knn_command(vector, k))
-        results = [self._hits(reply) for reply in self._checked(pipe.execute(raise_on_error=False))]
+        replies = self._send_all([self._knn_command(vector, k) for vector in queries])
+        results = [self._hits(reply) for reply in self._checked(replies)]
         short = [i for i, hits in enumerate(results) if len(hits) < k]
         if short:
             self._recheck(queries, short, k, results)
@@ -241,12 +262,16 @@ class VectorStore:
 
     def _hits(self, reply: list) -> list[Neighbor]:
         hits = []
+        skip = len(self.prefix)
         for raw_key, flat in zip(reply[1::2], reply[2::2]):
-            fields = dict(zip(map(as_text, flat[::2]), flat[1::2]))
-            key = as_text(raw_key)
-            label, _, id = key[len(self.prefix):].rpartition(":")
-            label = as_text(fields.get("label") or fields.get("tag")) or label
-            hits.append(Neighbor(key, label, id, 1.0 - float(fields[_DIST]), as_text(fields.get("source"))))
+            fields = dict(zip(flat[::2], flat[1::2]))
+            key = raw_key.decode("utf-8", "replace")
+            label, _, id = key[skip:].rpartition(":")
+            stored = fields.get(b"label") or fields.get(b"tag")
+            source = fields.get(b"source")
+            hits.append(Neighbor(key, stored.decode("utf-8", "replace") if stored else label, id,
+                                 1.0 - float(fields[_DIST.encode()]),
+                                 source.decode("utf-8", "replace") if source else ""))
         return hits
 
     def _label_id(self, key: str, fields: dict[str, str]) -> tuple[str, str]:
@@ -376,6 +401,17 @@ class VectorStore:
 
     def _create(self, dim: int, algorithm: str, hnsw: dict) -> None:
         create_index(self.client, self.index_name, self.prefix, dim, algorithm, hnsw)
+
+
+def _exchange(connection, commands: list[tuple]) -> list:
+    connection.send_packed_command([b"".join(connection.pack_commands(commands))])
+    replies = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 def connect_store(project) -> VectorStore:
