@@ -231,3 +231,20 @@ def test_timeout_raises_instead_of_partial_results(big_store, redis_client):
             hurried.knn(data[:4], 10)
         with pytest.raises(SearchIncomplete):
             hurried.label_counts()
+
+
+def test_fastapi_vss_reads_an_index_vss_created(redis_client):
+    """fastapi-vss's own search code (redis-py Query, key split into doc/label/id) on our index."""
+    from redis.commands.search.query import Query
+
+    store = VectorStore(redis_client)
+    store.ensure_index(DIM)
+    data = vectors(3)
+    store.add([Record("copepod", "11", data[0], source="/c.jpg", added_by="ana"),
+               Record("atolla", "12", data[1]), Record("atolla", "13", data[2])])
+    query = (Query("*=>[KNN 2 @vector $vec as score]").sort_by("score")
+             .return_fields("id", "score").paging(0, 2).dialect(2))
+    docs = redis_client.ft("index").search(query, {"vec": data[1].tobytes()}).docs
+    parts = [doc["id"].split(":") for doc in docs]
+    assert [p[1] for p in parts if len(p) == 3][0] == "atolla"
+    assert [p[2] for p in parts][0] == "12" and float(docs[0]["score"]) == pytest.approx(0.0, abs=1e-5)
