@@ -1,14 +1,15 @@
-"""Layout of a RediSearch vector index (FT.INFO parsing, FT.CREATE) and reply helpers."""
+"""Low-level RediSearch helpers: index layout (FT.INFO, FT.CREATE), batched sends, reply parsing, errors."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import redis
 
-from .errors import IndexMismatch
+from .errors import IndexMismatch, RedisUnavailable, VSSError
 
 TAG_SEPARATOR = "\x1f"
 
@@ -88,3 +89,37 @@ def create_index(client: redis.Redis, index_name: str, prefix: str, dim: int, al
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
             raise IndexMismatch(f"cannot create Redis index '{index_name}': {exc}") from exc
+
+
+def guard(method):
+    """Turn redis-py errors of a VectorStore method into RedisUnavailable / VSSError naming the index."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(f"Redis of index '{self.index_name}' is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise VSSError(f"Redis error on index '{self.index_name}': {exc}") from exc
+    return wrapper
+
+
+def resp2(client: redis.Redis) -> redis.Redis:
+    """The client itself when it speaks RESP2, else a RESP2 client on the same connection settings."""
+    pool = client.connection_pool
+    if str(pool.connection_kwargs.get("protocol")) == "2":
+        return client
+    kwargs = {**pool.connection_kwargs, "protocol": 2}
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def exchange(connection, commands: list[tuple]) -> list:
+    """Send ``commands`` in one socket write and read every reply (error replies as exceptions)."""
+    connection.send_packed_command([b"".join(connection.pack_commands(commands))])
+    replies = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies

@@ -15,7 +15,6 @@ Every query carries ``TIMEOUT`` (60 s by default); an answer with fewer hits tha
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
@@ -23,9 +22,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import redis
 
-from .errors import IndexMismatch, RedisUnavailable, SearchIncomplete, VSSError
-from .index_layout import (TAG_SEPARATOR, IndexLayout, as_pairs, as_text, create_index, escape_tag,
-                           is_missing_index, read_layout, value_after)
+from .errors import IndexMismatch, SearchIncomplete, VSSError
+from .index_layout import (TAG_SEPARATOR, IndexLayout, as_pairs, as_text, create_index, escape_tag, exchange,
+                           guard, is_missing_index, read_layout, resp2, value_after)
 
 DEFAULT_TIMEOUT_MS = 60_000
 _DIST = "__dist"
@@ -80,32 +79,12 @@ class IndexInfo:
     count: int
 
 
-def _guard(method):
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailable(f"Redis of index '{self.index_name}' is unreachable: {exc}") from exc
-        except redis.RedisError as exc:
-            raise VSSError(f"Redis error on index '{self.index_name}': {exc}") from exc
-    return wrapper
-
-
-def _resp2(client: redis.Redis) -> redis.Redis:
-    pool = client.connection_pool
-    if str(pool.connection_kwargs.get("protocol")) == "2":
-        return client
-    kwargs = {**pool.connection_kwargs, "protocol": 2}
-    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
-
-
 class VectorStore:
     """The exemplars of one project in one Redis FT index."""
 
     def __init__(self, client: redis.Redis, index_name: str = "index", prefix: str = "doc:",
                  timeout_ms: int = DEFAULT_TIMEOUT_MS):
-        self.client = _resp2(client)
+        self.client = resp2(client)
         self.index_name = index_name
         self.prefix = prefix
         self.timeout_ms = timeout_ms
@@ -121,7 +100,7 @@ class VectorStore:
         label, _, id = body.rpartition(":")
         return label, id
 
-    @_guard
+    @guard
     def ensure_index(self, dim: int, algorithm: str = "FLAT", hnsw: dict | None = None) -> IndexInfo:
         """Create the index, or attach to the existing one; ``IndexMismatch`` if its layout differs."""
         layout = self._read_layout()
@@ -138,13 +117,13 @@ class VectorStore:
             raise IndexMismatch(f"{where} uses {layout.data_type}/{layout.metric}, expected FLOAT32/COSINE")
         return self.info()
 
-    @_guard
+    @guard
     def info(self) -> IndexInfo:
         """Name, dimension, algorithm and number of documents of the index."""
         layout = self._read_layout() or IndexLayout(None, None, "", "", "", False, 0)
         return IndexInfo(self.index_name, layout.dim, layout.algorithm, layout.count)
 
-    @_guard
+    @guard
     def add(self, records: Iterable[Record]) -> int:
         """Write ``records`` (one socket write per 256); an existing key is overwritten. Returns how many."""
         dim = self._layout().dim
@@ -174,7 +153,7 @@ class VectorStore:
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
-            return connection.retry.call_with_retry(lambda: _exchange(connection, commands),
+            return connection.retry.call_with_retry(lambda: exchange(connection, commands),
                                                     lambda error: connection.disconnect())
         except BaseException:
             connection.disconnect()  # unread replies must not reach the connection's next user
@@ -182,7 +161,7 @@ class VectorStore:
         finally:
             pool.release(connection)
 
-    @_guard
+    @guard
     def sync(self, timeout_ms: int = 10_000) -> bool:
         """Wait until this client's writes are fsynced to the server's AOF (WAITAOF, up to a
         second with ``everysec``); False where the server has no AOF or it took too long."""
@@ -202,7 +181,7 @@ class VectorStore:
                 "tag", record.label, "label", record.label, "source", record.source,
                 "added_by", record.added_by, "added_at", added_at, "model", record.model)
 
-    @_guard
+    @guard
     def exists(self, keys: Sequence[str]) -> list[bool]:
         """Whether each key is stored."""
         pipe = self.client.pipeline(transaction=False)
@@ -210,7 +189,7 @@ class VectorStore:
             pipe.exists(key)
         return [bool(n) for n in pipe.execute()] if keys else []
 
-    @_guard
+    @guard
     def knn(self, vectors, k: int) -> list[list[Neighbor]]:
         """The ``k`` nearest exemplars of each row of ``vectors``, best first.
 
@@ -278,7 +257,7 @@ class VectorStore:
         label, id = self.split_key(key)
         return fields.get("label") or fields.get("tag") or label, id
 
-    @_guard
+    @guard
     def label_counts(self) -> dict[str, int]:
         """Number of exemplars per label (exact labels, whatever the TAG separator)."""
         pipe = self.client.pipeline(transaction=True)
@@ -312,7 +291,7 @@ class VectorStore:
             "FILTER", "!exists(@label) && !exists(@tag)", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
         return [as_pairs(row)["__key"] for row in reply[1:]]
 
-    @_guard
+    @guard
     def delete_label(self, label: str) -> int:
         """Delete every exemplar of ``label``; returns how many."""
         keys = self._keys_of(label)
@@ -321,12 +300,12 @@ class VectorStore:
             deleted += self.client.delete(*keys[start:start + _PAGE])
         return deleted
 
-    @_guard
+    @guard
     def delete(self, key: str) -> bool:
         """Delete one exemplar; False when it was not there."""
         return bool(self.client.delete(key))
 
-    @_guard
+    @guard
     def relabel(self, key: str, new_label: str) -> str:
         """Move exemplar ``key`` to ``new_label`` (key ``doc:<new>:<id>``); returns the new key."""
         if not new_label.strip():
@@ -340,7 +319,7 @@ class VectorStore:
         self.client.hset(new_key, mapping={"tag": new_label, "label": new_label})
         return new_key
 
-    @_guard
+    @guard
     def exemplars(self, label: str, offset: int = 0, limit: int = 50) -> list[Exemplar]:
         """One page of the exemplars of ``label`` with source, added_by, added_at and model."""
         if self._exact(label):
@@ -401,17 +380,6 @@ class VectorStore:
 
     def _create(self, dim: int, algorithm: str, hnsw: dict) -> None:
         create_index(self.client, self.index_name, self.prefix, dim, algorithm, hnsw)
-
-
-def _exchange(connection, commands: list[tuple]) -> list:
-    connection.send_packed_command([b"".join(connection.pack_commands(commands))])
-    replies = []
-    for _ in commands:
-        try:
-            replies.append(connection.read_response())
-        except redis.ResponseError as exc:
-            replies.append(exc)
-    return replies
 
 
 def connect_store(project) -> VectorStore:
