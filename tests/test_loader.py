@@ -158,3 +158,23 @@ def test_folder_without_label_subfolders_is_refused(tmp_path):
 def test_content_id_is_stable():
     assert content_id(b"abc") == content_id(b"abc") != content_id(b"abd")
     assert len(content_id(np.zeros(3).tobytes())) == 20
+
+
+def test_load_job_in_registry_refuses_files_outside_roots(tmp_path, store, embedder, image_folder):
+    from vss_core.jobs import DONE, JobRegistry
+    from vss_core.loader import load_job
+
+    root = tmp_path / "root"
+    shutil.copytree(image_folder, root / "exemplars")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(image_folder / "circles" / "circles_0.jpg", outside / "secret.jpg")
+    (root / "exemplars" / "circles" / "link.jpg").symlink_to(outside / "secret.jpg")
+    registry = JobRegistry()
+    job = registry.start("load", load_job("folder", str(root / "exemplars"), (root,), embedder, store, "ana"),
+                         project="p")
+    snap = registry.wait(job, 60)
+    assert snap.state == DONE and snap.done == snap.total == 19
+    assert snap.result.loaded == 18 and len(snap.result.failed) == 1
+    assert snap.errors[0][0].endswith("link.jpg") and "outside" in snap.errors[0][1]
+    assert store.label_counts() == {"circles": 6, "squares": 6, "stripes": 6}

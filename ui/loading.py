@@ -1,4 +1,4 @@
-"""Exemplar loads as background jobs: the worker (no streamlit in it) and the start form."""
+"""Exemplar loads as background jobs: the start form; the job body is vss_core.loader.load_job."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import streamlit as st
 
 from ui import inputs, resources, state
 from vss_core import loader
-from vss_core.errors import PathNotAllowed, VSSError
-from vss_core.paths import resolve_under_roots
+from vss_core.errors import VSSError
 
 KIND = "load"
 SOURCES = {
@@ -19,56 +18,9 @@ SOURCES = {
 }
 
 
-class _WithRefused:
-    """Counts files refused before loading (outside the data roots) as done-with-error."""
-
-    def __init__(self, progress, refused: list[tuple[str, str]]):
-        self._progress, self._refused = progress, refused
-
-    def set_total(self, total: int) -> None:
-        self._progress.set_total(total + len(self._refused))
-        if self._refused:
-            self._progress.advance(len(self._refused), errors=self._refused)
-
-    def advance(self, n: int, errors=()) -> None:
-        self._progress.advance(n, errors=errors)
-
-
-def make_worker(source: str, path: str, project, embedder, store, added_by: str):
-    """The job body: collect the items, keep those under the allowed roots, load them.
-
-    Runs in the job's thread, so it only touches vss_core objects, never ``st``.
-    """
-    def work(progress):
-        progress.message("Collecting files…")
-        if source == "folder":
-            items, roots = loader.collect_folder(path), project.data_roots
-        elif source == "csv":
-            items, roots = loader.collect_csv(path), project.data_roots
-        else:
-            into = Path(path).with_suffix("")
-            items, roots = loader.collect_zip(path, into), (into,)
-        allowed, refused = [], []
-        for item in items:
-            try:
-                resolve_under_roots(item.path, roots)
-                allowed.append(item)
-            except PathNotAllowed as e:
-                refused.append((str(item.path), str(e)))
-        progress.message(f"Loading {len(items)} files…")
-        report = loader.load_items(allowed, embedder, store, added_by,
-                                   progress=_WithRefused(progress, refused),
-                                   cancel=lambda: progress.cancelled)
-        report.failed[:0] = refused
-        progress.message(report.summary())
-        return report
-
-    return work
-
-
 def start(ctx, source: str, path: str) -> str:
     """Start a load job for the current project; the job's meta lets it be resumed."""
-    worker = make_worker(source, path, ctx.project, ctx.embedder, ctx.store, state.annotator())
+    worker = loader.load_job(source, path, ctx.project.data_roots, ctx.embedder, ctx.store, state.annotator())
     return resources.job_registry().start(
         KIND, worker, project=ctx.project.name, source=source, path=path,
         added_by=state.annotator(), label=f"{source} {Path(path).name if source == 'zip' else path}")

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
-from .errors import InputError
+from .errors import InputError, PathNotAllowed
+from .paths import resolve_under_roots
 from .store import Record
 
 CHUNK = 512
@@ -115,6 +116,51 @@ def collect_zip(zip_file: str | Path, into: str | Path) -> list[Item]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(f"{zip_file}: not a readable zip file ({exc})") from None
     return collect_folder(_label_root(target))
+
+
+def load_job(source: str, path: str, roots: Sequence[Path], embedder, store, added_by: str = ""):
+    """The body of a background load job: ``fn(progress) -> LoadReport`` for a JobRegistry.
+
+    ``source`` is "folder", "csv" or "zip" (extracted beside the zip file).  Files outside
+    ``roots`` (a zip's own folder for a zip) are refused and listed as failures; the rest load.
+    """
+    def work(progress) -> LoadReport:
+        progress.message("Collecting files…")
+        if source == "zip":
+            into = Path(path).with_suffix("")
+            items, allowed_roots = collect_zip(path, into), (into,)
+        else:
+            items, allowed_roots = (collect_csv(path) if source == "csv" else collect_folder(path)), roots
+        allowed, refused = [], []
+        for item in items:
+            try:
+                resolve_under_roots(item.path, allowed_roots)
+                allowed.append(item)
+            except PathNotAllowed as exc:
+                refused.append((str(item.path), str(exc)))
+        progress.message(f"Loading {len(items)} files…")
+        report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
+                            cancel=lambda: progress.cancelled)
+        report.failed[:0] = refused
+        progress.message(report.summary())
+        return report
+
+    return work
+
+
+class _WithRefused:
+    """Counts files refused before loading (outside the data roots) as done-with-error."""
+
+    def __init__(self, progress: Progress, refused: list[tuple[str, str]]):
+        self._progress, self._refused = progress, refused
+
+    def set_total(self, total: int) -> None:
+        self._progress.set_total(total + len(self._refused))
+        if self._refused:
+            self._progress.advance(len(self._refused), errors=self._refused)
+
+    def advance(self, n: int, errors=()) -> None:
+        self._progress.advance(n, errors=errors)
 
 
 def content_id(data: bytes) -> str:
