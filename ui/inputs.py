@@ -10,6 +10,7 @@ import streamlit as st
 
 from vss_core.config import ProjectConfig
 from vss_core.errors import PathNotAllowed, VSSError
+from vss_core.loader import content_id
 from vss_core.paths import resolve_under_roots
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
@@ -80,11 +81,8 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
 
 def save_upload(data: bytes, name: str, folder: Path) -> Path:
     """Keep an uploaded file under the project's data dir, named by its content."""
-    import hashlib
-
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha1(data).hexdigest()[:16]
-    target = folder / f"{digest}{Path(name).suffix.lower()}"
+    target = folder / f"{content_id(data)}{Path(name).suffix.lower()}"
     if not target.exists():
         tmp = target.with_suffix(target.suffix + f".{os.getpid()}.part")
         tmp.write_bytes(data)

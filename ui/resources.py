@@ -10,13 +10,12 @@ resource -- the model and device, the Redis target -- never by a session.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
 
+from ui.lru import LRU
 from vss_core.config import ProjectConfig, ProjectSet, load_projects
 from vss_core.jobs import JobRegistry
 
@@ -96,26 +95,15 @@ class ResultsCache:
     """Recent search results by id, so a session keeps only an id in its state."""
 
     def __init__(self, max_items: int = 32):
-        self._items: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_items
+        self._items = LRU(max_items)
 
     def put(self, value: Any) -> str:
         key = uuid.uuid4().hex
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+        self._items.put(key, value)
         return key
 
     def get(self, key: str | None) -> Any:
-        if not key:
-            return None
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+        return self._items.get(key) if key else None
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 
 import streamlit as st
 from PIL import Image, ImageDraw
+
+from ui.lru import LRU
 
 THUMB_PX = 160
 _BACKGROUND = (238, 240, 243)
@@ -76,25 +76,18 @@ class ThumbCache:
     """Thread-safe LRU of thumbnail bytes."""
 
     def __init__(self, max_items: int = 6000, px: int = THUMB_PX):
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max = max_items
+        self._items = LRU(max_items)
         self.px = px
 
     def _lookup(self, key: tuple, make) -> bytes:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-                return found
+        found = self._items.get(key)
+        if found is not None:
+            return found
         try:
             data = make()
         except Exception:  # unreadable image: any decoder failure becomes a placeholder
             data = placeholder("unreadable", self.px)
-        with self._lock:
-            self._items[key] = data
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+        self._items.put(key, data)
         return data
 
     def for_path(self, path: str | os.PathLike | None) -> bytes:
