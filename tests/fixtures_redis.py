@@ -4,15 +4,13 @@
 - ``embedded_redis`` (session): the started :class:`EmbeddedRedis`; stopped at the end.
 - ``redis_socket_dir``: alias of ``redis_data_dir`` (where ``redis.sock`` lives).
 - ``redis_client`` / ``store_client`` (function): a RESP2 client after FLUSHALL (keys and indexes gone).
-- ``redis_project`` (function): a project stand-in on the session server (host "embedded").
+- ``redis_project`` (function): a ProjectConfig on the session server (host "embedded").
 - ``vector_store`` (function): a :class:`VectorStore` on a clean server (index not created yet).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-
 import pytest
 
 
@@ -48,19 +46,22 @@ def store_client(redis_client):
     return redis_client
 
 
-def make_project(data_dir: Path, name: str = "test", **redis_fields) -> SimpleNamespace:
-    """A ProjectConfig stand-in with the fields connect()/open_store() read."""
+def make_project(data_dir: Path, name: str = "test", model: str = "test-model", **redis_fields):
+    """A real ProjectConfig on the embedded server of ``data_dir`` (or the target ``redis_fields`` name)."""
+    from vss_core.config import ProjectConfig, RedisTarget, embedded_socket_path
+
     fields = dict(host="embedded", port=None, password=None, index="index", prefix="doc:")
     fields.update(redis_fields)
-    target = SimpleNamespace(**fields, embedded=fields["host"] == "embedded",
-                             describe=lambda: f"redis target {fields['host']}")
-    return SimpleNamespace(name=name, model="test-model", redis=target, data_dir=Path(data_dir),
-                           index_algorithm="FLAT", hnsw={"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10},
-                           device="cpu", batch_size=8, data_roots=())
+    if fields["host"] == "embedded":
+        fields["socket_path"] = embedded_socket_path(Path(data_dir))
+    return ProjectConfig(name=name, model=model, source_file=Path(data_dir) / f"{name}.yaml",
+                         redis=RedisTarget(**fields), data_dir=Path(data_dir), batch_size=8,
+                         output_path=str(Path(data_dir) / "output"),
+                         hnsw={"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10}, device="cpu")
 
 
 @pytest.fixture
-def redis_project(redis_data_dir, redis_client) -> SimpleNamespace:
+def redis_project(redis_data_dir, redis_client):
     return make_project(redis_data_dir)
 
 

@@ -10,8 +10,7 @@ from typing import Any, Sequence
 import redis
 
 from .errors import IndexMismatch, RedisUnavailable, VSSError
-
-TAG_SEPARATOR = "\x1f"
+from .schema import TAG, TAG_SEPARATOR, VECTOR, IndexSchema
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,15 @@ def as_pairs(flat: Sequence) -> dict[str, str]:
     return {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+_TAG_SPECIAL = re.compile(r"([\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s])")
+
+
 def escape_tag(text: str) -> str:
-    return re.sub(r"(\W)", r"\\\1", text)
+    """A tag value for a ``@field:{...}`` query: ASCII punctuation and every space escaped.
+
+    Non-ASCII characters (en dash, emoji, CJK) go through as they are: escaping them, as
+    ``re.escape``-style ``\\W`` does, makes queries that match nothing."""
+    return _TAG_SPECIAL.sub(r"\\\1", text)
 
 
 def is_missing_index(exc: Exception) -> bool:
@@ -61,8 +67,8 @@ def read_layout(client: redis.Redis, index_name: str) -> IndexLayout | None:
             return None
         raise
     attributes = value_after(info, "attributes", [])
-    vector = next((a for a in attributes if as_text(value_after(a, "attribute")) == "vector"), [])
-    tag = next((a for a in attributes if as_text(value_after(a, "attribute")) == "tag"), [])
+    vector = next((a for a in attributes if as_text(value_after(a, "attribute")) == VECTOR), [])
+    tag = next((a for a in attributes if as_text(value_after(a, "attribute")) == TAG), [])
     dim = value_after(vector, "dim")
     layout = IndexLayout(
         dim=int(dim) if dim is not None else None,
@@ -75,20 +81,13 @@ def read_layout(client: redis.Redis, index_name: str) -> IndexLayout | None:
     return layout
 
 
-def create_index(client: redis.Redis, index_name: str, prefix: str, dim: int, algorithm: str, hnsw: dict) -> None:
-    params = ["TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "COSINE"]
-    if algorithm == "HNSW":
-        for name in ("M", "EF_CONSTRUCTION", "EF_RUNTIME"):
-            if name in hnsw:
-                params += [name, int(hnsw[name])]
+def create_index(client: redis.Redis, schema: IndexSchema, dim: int) -> None:
+    """``FT.CREATE`` of ``schema`` for ``dim``-dimensional vectors; an existing index is left as it is."""
     try:
-        client.execute_command(
-            "FT.CREATE", index_name, "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA",
-            "tag", "TAG", "SEPARATOR", TAG_SEPARATOR, "CASESENSITIVE",
-            "vector", "VECTOR", algorithm, len(params), *params)
+        client.execute_command("FT.CREATE", *schema.create_args(dim))
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
-            raise IndexMismatch(f"cannot create Redis index '{index_name}': {exc}") from exc
+            raise IndexMismatch(f"cannot create Redis index '{schema.name}': {exc}") from exc
 
 
 def guard(method):

@@ -1,0 +1,136 @@
+"""The Redis layout of a project, described once (in the spirit of redisvl's ``IndexSchema``).
+
+A project's Redis holds two vector indexes built from :class:`IndexSchema` values:
+
+- the **exemplars** (fastapi-vss's layout): FT index ``index`` over HASH keys ``doc:<label>:<id>`` with
+  ``vector`` (FLOAT32, COSINE) and ``tag`` (TAG, the label); VSS adds the stored fields
+  ``label``, ``source``, ``added_by``, ``added_at``, ``model`` and ``pool_id`` (a promoted pool image);
+- the **pool** of images to label: FT index ``<index>_pool`` over HASH keys ``<index>_pool:<id>``,
+  never read by fastapi-vss, with the suggestion, its scores and the current decision.
+
+Beside them, plain keys: each index's recorded model (``vss:meta:<index name>``), and under
+``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``) and each annotator's undo stack
+(``undo:<annotator>``).  Everything that names a key or a field imports it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from .errors import IndexMismatch
+
+TAG_SEPARATOR = "\x1f"
+VECTOR = "vector"
+TAG = "tag"
+DATA_TYPE = "FLOAT32"
+METRIC = "COSINE"
+
+EXEMPLAR_FIELDS = ("label", "source", "added_by", "added_at", "model", "pool_id")
+
+# Pool documents: TAG fields (exact, case-sensitive), NUMERIC SORTABLE fields, sortable names.
+POOL_TAGS = ("tag", "suggestion", "status", "job")
+POOL_NUMBERS = ("best", "share", "margin", "confidence", "uncertain", "version", "decided_ts")
+POOL_SORTABLE_TEXT = ("name", "suggestion_text")
+POOL_STORED = ("source", "label", "annotator", "decided_at", "model", "neighbors", "exemplar",
+               "added_at", "second")
+
+PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED = "predicted", "accepted", "corrected", "dubious", "skipped"
+STATUSES = (PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED)
+PROMOTED_STATUSES = frozenset({ACCEPTED, CORRECTED})
+
+
+@dataclass(frozen=True)
+class IndexSchema:
+    """One FT index over HASH keys: its name, key prefix, vector field and the other indexed fields.
+
+    ``tags`` are TAG fields (separator 0x1f, CASESENSITIVE), ``numbers`` NUMERIC SORTABLE,
+    ``sortable_text`` TEXT NOINDEX SORTABLE (sort only); ``stored`` are hash fields written and read
+    but not indexed.
+    """
+
+    name: str
+    prefix: str
+    algorithm: str = "FLAT"
+    hnsw: Mapping[str, int] = field(default_factory=dict)
+    tags: tuple[str, ...] = (TAG,)
+    numbers: tuple[str, ...] = ()
+    sortable_text: tuple[str, ...] = ()
+    stored: tuple[str, ...] = EXEMPLAR_FIELDS
+
+    @property
+    def meta_key(self) -> str:
+        """Hash recording the model and dimension this index was built with (absent for fastapi-vss's)."""
+        return f"vss:meta:{self.name}"
+
+    def key(self, *parts: str) -> str:
+        """The key of a document: the prefix, then ``parts`` joined by ':'."""
+        return self.prefix + ":".join(parts)
+
+    def fields(self) -> tuple[str, ...]:
+        """Every hash field a document of this index may have, the vector excepted."""
+        seen = dict.fromkeys((*self.tags, *self.numbers, *self.sortable_text, *self.stored))
+        return tuple(seen)
+
+    def create_args(self, dim: int) -> list:
+        """The arguments of ``FT.CREATE`` for ``dim``-dimensional vectors."""
+        params: list = ["TYPE", DATA_TYPE, "DIM", dim, "DISTANCE_METRIC", METRIC]
+        if self.algorithm == "HNSW":
+            for name in ("M", "EF_CONSTRUCTION", "EF_RUNTIME"):
+                if name in self.hnsw:
+                    params += [name, int(self.hnsw[name])]
+        schema: list = []
+        for name in self.tags:
+            schema += [name, "TAG", "SEPARATOR", TAG_SEPARATOR, "CASESENSITIVE"]
+        for name in self.numbers:
+            schema += [name, "NUMERIC", "SORTABLE"]
+        for name in self.sortable_text:
+            schema += [name, "TEXT", "NOSTEM", "SORTABLE", "NOINDEX"]
+        schema += [VECTOR, "VECTOR", self.algorithm, len(params), *params]
+        return [self.name, "ON", "HASH", "PREFIX", 1, self.prefix, "SCHEMA", *schema]
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    """Every Redis name of one project: the two indexes and the keys beside them."""
+
+    exemplars: IndexSchema
+    pool: IndexSchema
+    namespace: str
+
+    @property
+    def audit_key(self) -> str:
+        """Stream of every decision, with the state before and after."""
+        return f"{self.namespace}audit"
+
+    def history_key(self, image_id: str) -> str:
+        """List of the audit entry ids of one pool image, oldest first."""
+        return f"{self.namespace}hist:{image_id}"
+
+    def undo_key(self, annotator: str) -> str:
+        """List of one annotator's undoable action ids, newest last."""
+        return f"{self.namespace}undo:{annotator}"
+
+    def action_key(self, action_id: str) -> str:
+        """Hash of one action: who, when, what, and the audit entries it wrote."""
+        return f"{self.namespace}action:{action_id}"
+
+
+def project_layout(index: str = "index", prefix: str = "doc:", algorithm: str = "FLAT",
+                   hnsw: Mapping[str, int] | None = None) -> ProjectLayout:
+    """The layout of a project whose exemplar index is ``index`` over keys ``prefix...``."""
+    hnsw = MappingProxyType(dict(hnsw or {}))
+    exemplars = IndexSchema(index, prefix, algorithm.upper(), hnsw)
+    pool = IndexSchema(f"{index}_pool", f"{index}_pool:", algorithm.upper(), hnsw, tags=POOL_TAGS,
+                       numbers=POOL_NUMBERS, sortable_text=POOL_SORTABLE_TEXT, stored=POOL_STORED)
+    for a, b in ((exemplars, pool), (pool, exemplars)):
+        if b.prefix.startswith(a.prefix):
+            raise IndexMismatch(f"key prefix '{a.prefix}' of index '{a.name}' would also take the keys of "
+                                f"index '{b.name}' ('{b.prefix}'); choose another redis.prefix")
+    return ProjectLayout(exemplars, pool, f"vss:{index}:")
+
+
+def layout_for(project) -> ProjectLayout:
+    """The layout of a :class:`~vss_core.config.ProjectConfig`."""
+    return project_layout(project.redis.index, project.redis.prefix, project.index_algorithm, project.hnsw)
