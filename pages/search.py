@@ -7,6 +7,7 @@ import streamlit as st
 from ui import gallery, inputs, resources, state
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
+from vss_core.fastapi_compat import write_result
 from vss_core.search import search
 
 RESULT_ID = "search_result_id"
@@ -46,16 +47,17 @@ if submitted:
                 results = search(ctx.embedder, ctx.store, queries.sources, int(top_n),
                                  names=queries.names)
             took = time.perf_counter() - start
+            saved = write_result(project.output_path, results.to_fastapi_json())
             # keep paths, or small thumbnails of uploads -- never the uploaded originals
             shown = [thumb_cache().get(s) if isinstance(s, bytes) else s for s in queries.sources]
             st.session_state[RESULT_ID] = resources.results_cache().put(
-                (results, shown, took, project.name))
+                (results, shown, took, project.name, saved))
         except VSSError as e:
             st.session_state.pop(RESULT_ID, None)
             st.error(str(e))
 
 entry = resources.results_cache().get(st.session_state.get(RESULT_ID))
 if entry is not None and entry[3] == project.name:
-    results, sources, took, _ = entry
-    st.caption(f"Search took {took:.2f} s.")
+    results, sources, took, _, saved = entry
+    st.caption(f"Search took {took:.2f} s. fastapi-vss JSON saved to `{saved}`.")
     gallery.render(results, sources, key=st.session_state[RESULT_ID][:8])

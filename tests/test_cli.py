@@ -71,15 +71,19 @@ def test_projects_lists_counts_and_reports_bad_file(run, loaded):
     assert "broken.yaml" in err and "'vss.model'" in err
 
 
-def test_knn_json_has_fastapi_shape(run, loaded, image_folder):
+def test_knn_json_has_fastapi_shape_and_is_written_under_output_path(run, loaded, image_folder, cli_env):
     queries = [image_folder / "stripes" / "stripes_0.jpg", image_folder / "squares" / "squares_1.jpg"]
     code, out, _ = run("knn", "plankton", *queries, "--top-n", "3", "--json")
     assert code == 0
     data = json.loads(out)
     assert data["filenames"] == [str(q) for q in queries]
-    assert len(data["predictions"]) == 6 and len(data["ids"]) == 6
-    assert data["predictions"][0] == "stripes" and data["predictions"][3] == "squares"
-    assert len(data["scores"]) == 2 and data["scores"][0][0] == pytest.approx(1.0, abs=1e-3)
+    assert [len(p) for p in data["predictions"]] == [3, 3] and [len(i) for i in data["ids"]] == [3, 3]
+    assert data["predictions"][0][0] == "stripes" and data["predictions"][1][0] == "squares"
+    assert data["scores"][0][0] == pytest.approx(0.0, abs=1e-3)  # a cosine distance: the image itself
+    written = json.loads(open(data["output_path"]).read())
+    assert written["predictions"] == data["predictions"] and written["scores"] == data["scores"]
+    root, _ = cli_env
+    assert data["output_path"].startswith(str(root / "data" / "plankton" / "output") + "/")
 
 
 def test_knn_text_output_and_bad_image(run, loaded, image_folder, tmp_path):

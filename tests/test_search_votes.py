@@ -38,9 +38,9 @@ def test_fastapi_json_shape_and_csv():
     ], top_n=2)
     data = results.to_fastapi_json()
     assert data["filenames"] == ["q1.png"]
-    assert data["predictions"] == ["a", "b"]
-    assert data["ids"] == ["7", "8"]
-    assert data["scores"] == [[0.9, 0.5]]
+    assert data["predictions"] == [["a", "b"]]
+    assert data["ids"] == [["7", "8"]]
+    assert data["scores"] == [[0.1, 0.5]]  # fastapi-vss's cosine distances
     assert data["errors"] == {"bad.png": "not an image"}
     rows = list(csv.DictReader(io.StringIO(results.to_csv())))
     assert [r["label"] for r in rows] == ["a", "b", ""]

@@ -45,9 +45,11 @@ def render(results, sources, key: str) -> None:
     n = len(results.results)
     ok = len(results.ok)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="center")
-    c1.markdown(f"**{ok}** of {n} image{'s' if n != 1 else ''} searched · top {results.top_n}")
+    c1.markdown(f"**{ok}** of {n} image{'s' if n != 1 else ''} searched · top {results.top_n}"
+                " · scores are cosine similarities (1 = identical)")
     c2.download_button("JSON", json.dumps(results.to_fastapi_json(), indent=2),
                        file_name="vss_results.json", mime="application/json",
+                       help="fastapi-vss's shape: one list per image, scores as cosine distances",
                        on_click="ignore", icon=":material/download:", key=f"json_{key}")
     c3.download_button("CSV", results.to_csv(), file_name="vss_results.csv", mime="text/csv",
                        on_click="ignore", icon=":material/download:", key=f"csv_{key}")

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("project")
     cmd.add_argument("images", nargs="+")
     cmd.add_argument("--top-n", type=_top_n, default=5)
-    cmd.add_argument("--json", action="store_true", help="print fastapi-vss's JSON result shape")
+    cmd.add_argument("--json", action="store_true", help="print fastapi-vss's JSON result (per-image lists, cosine distances) "
+                     "and write it under the project's output_path")
     cmd.set_defaults(run=cmd_knn)
 
     cmd = commands.add_parser("embed", help="embeddings of images as JSON")
@@ -112,7 +113,11 @@ def cmd_knn(args) -> int:
     embedder, store = _open(project)
     results = search(embedder, store, args.images, top_n=args.top_n)
     if args.json:
-        print(json.dumps(results.to_fastapi_json(), indent=2))
+        from .fastapi_compat import write_result
+
+        payload = results.to_fastapi_json()
+        payload["output_path"] = str(write_result(project.output_path, payload))
+        print(json.dumps(payload, indent=2))
     else:
         for result in results.ok:
             print(f"{result.filename}: suggested {result.majority.label if result.majority else '-'}"

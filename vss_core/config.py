@@ -260,7 +260,7 @@ def _build_project(data: dict, path: Path, env: Settings) -> ProjectConfig:
         redis=_redis_target(reader, data_dir),
         data_dir=data_dir,
         batch_size=env.batch_size,
-        output_path=str(reader.get("vss.output_path", str, default="output")),
+        output_path=_output_path(reader, data_dir),
         index_algorithm=_algorithm(reader),
         hnsw=_hnsw(reader),
         device=_device(reader),
@@ -323,6 +323,15 @@ def _data_roots(reader: _Reader) -> tuple[Path, ...]:
             root = reader.path.parent / root
         roots.append(root.resolve())
     return tuple(roots)
+
+
+def _output_path(reader: _Reader, data_dir: Path) -> str:
+    """Where fastapi-vss-shaped results go: relative to the config file; default <data_dir>/output."""
+    value = reader.get("vss.output_path", str, default=None)
+    if value is None or not value.strip():
+        return str(data_dir / "output")
+    path = Path(value.strip()).expanduser()
+    return str(path if path.is_absolute() else (reader.path.parent / path).resolve())
 
 
 def _threshold(reader: _Reader) -> float | None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from vss_core.fastapi_compat import fastapi_result
+
 
 @dataclass(frozen=True)
 class Vote:
@@ -45,25 +47,23 @@ class SearchResults:
         return [r for r in self.results if r.error is not None]
 
     def to_fastapi_json(self) -> dict:
-        """fastapi-vss's result shape: flat ``predictions`` and ``ids``, ``scores`` per image.
+        """fastapi-vss's result shape (see :mod:`vss_core.fastapi_compat`): per-image lists.
 
-        Scores are cosine similarities (1 - distance), as everywhere in VSS.
-        Images that failed are listed under ``errors`` and left out of the rest.
+        ``scores`` there are cosine distances, as fastapi-vss sends them; images
+        that failed are listed under ``errors`` and left out of the lists.
         """
         done = self.ok
-        return {
-            "filenames": [r.filename for r in done],
-            "predictions": [n.label for r in done for n in r.neighbors],
-            "scores": [[round(float(n.score), 6) for n in r.neighbors] for r in done],
-            "ids": [n.id for r in done for n in r.neighbors],
-            "errors": {r.filename: r.error for r in self.errors},
-        }
+        return fastapi_result([r.filename for r in done], [r.neighbors for r in done],
+                              {r.filename: r.error for r in self.errors})
 
     def to_csv(self) -> str:
-        """One row per (query image, neighbor), with both suggestions on each row."""
+        """One row per (query image, neighbor), with both suggestions on each row.
+
+        ``similarity`` is VSS's score (cosine similarity, 1 = identical).
+        """
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["filename", "rank", "label", "score", "id", "exemplar_source",
+        writer.writerow(["filename", "rank", "label", "similarity", "id", "exemplar_source",
                          "majority_label", "majority_share", "weighted_label", "weighted_share", "error"])
         for r in self.results:
             suggestion = [*_vote_cells(r.majority), *_vote_cells(r.weighted)]
