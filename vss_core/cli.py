@@ -3,6 +3,7 @@
     projects                               name, model, Redis target, vector count
     load PROJECT FOLDER | --csv FILE       load labeled exemplars (reruns skip what is loaded)
     knn PROJECT IMAGE... [--top-n N] [--json]
+    predict PROJECT FOLDER|--csv FILE [--out SHEET.csv]   suggest labels into the review pool
     embed PROJECT IMAGE...                 JSON with filenames and embeddings
     stats PROJECT                          dimension, algorithm, count per label
     fetch-model MODEL_ID FOLDER            save a hub model + processor for offline use
@@ -58,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="print fastapi-vss's JSON result (per-image lists, cosine distances) "
                      "and write it under the project's output_path")
     cmd.set_defaults(run=cmd_knn)
+
+    cmd = commands.add_parser("predict", help="suggest labels for unlabeled images (the review pool)")
+    cmd.add_argument("project")
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("folder", nargs="?", help="folder of images (recursive)")
+    source.add_argument("--csv", metavar="FILE", help="CSV with one image path per row")
+    cmd.add_argument("--top-n", type=_top_n, default=5)
+    cmd.add_argument("--out", metavar="FILE.csv", help="write the label sheet of these images here")
+    cmd.set_defaults(run=cmd_predict)
 
     cmd = commands.add_parser("embed", help="embeddings of images as JSON")
     cmd.add_argument("project")
@@ -127,6 +137,43 @@ def cmd_knn(args) -> int:
     for result in results.errors:
         print(f"error: {result.filename}: {result.error}", file=sys.stderr)
     return 1 if results.errors else 0
+
+
+def cmd_predict(args) -> int:
+    from .decisions import open_decisions
+    from .embedder import Embedder
+    from .labelsheet import COLUMNS, row
+    from .predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
+
+    project = _project(args)
+    paths = collect_paths_csv(args.csv) if args.csv else collect_images(args.folder)
+    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    decisions = open_decisions(project, embedder.dim)
+    precheck(decisions.exemplars)
+    with _ProgressBar(f"predict {project.name}") as bar:
+        report = predict_paths(paths, embedder, decisions.exemplars, decisions.pool, top_n=args.top_n,
+                               threshold=threshold_of(project), progress=bar)
+    print(report.summary())
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    if args.out:
+        _write_sheet(args.out, decisions.pool, report.ids, COLUMNS, row)
+        print(f"label sheet: {args.out}")
+    return 1 if report.failed else 0
+
+
+def _write_sheet(out: str, pool, ids, columns, row) -> None:
+    import csv
+
+    try:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for item in pool.get(list(dict.fromkeys(ids))):
+                if item is not None:
+                    writer.writerow(row(item))
+    except OSError as exc:
+        raise VSSError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def cmd_embed(args) -> int:

@@ -108,6 +108,7 @@ class ProjectConfig:
     device: str = "auto"
     data_roots: tuple[Path, ...] = ()
     threshold: float | None = None
+    promote: bool = True
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -249,9 +250,7 @@ def _build_project(data: dict, path: Path, env: Settings) -> ProjectConfig:
     name = reader.get("vss.project", str, required=True).strip()
     if not _SAFE_PROJECT.match(name) or ".." in name:
         raise reader.fail("vss.project", f"'{name}' is not a usable name (letters, digits, . _ - and spaces)")
-    model = reader.get("vss.model", str, required=True).strip()
-    if not model:
-        raise reader.fail("vss.model", "must not be empty")
+    model = _model(reader)
     data_dir = env.data_dir / name
     return ProjectConfig(
         name=name,
@@ -266,6 +265,7 @@ def _build_project(data: dict, path: Path, env: Settings) -> ProjectConfig:
         device=_device(reader),
         data_roots=_data_roots(reader),
         threshold=_threshold(reader),
+        promote=_promote(reader),
         raw=data,
     )
 
@@ -282,6 +282,27 @@ def _redis_target(reader: _Reader, data_dir: Path) -> RedisTarget:
         raise reader.fail("redis.port", f"must be between 1 and 65535, got {port}")
     password = os.environ.get("REDIS_PASSWD") or None
     return RedisTarget(host=host, port=port, password=password, index=index, prefix=prefix)
+
+
+def _model(reader: _Reader) -> str:
+    """A hub id as given; a local folder (absolute, ./, ../, ~ or existing beside the file) made absolute."""
+    model = reader.get("vss.model", str, required=True).strip()
+    if not model:
+        raise reader.fail("vss.model", "must not be empty")
+    path = Path(model).expanduser()
+    if path.is_absolute():
+        return str(path)
+    beside = reader.path.parent / path
+    if model.startswith((".", "~")) or beside.exists():
+        return str(beside.resolve())
+    return model
+
+
+def _promote(reader: _Reader) -> bool:
+    value = (reader.section("vss") or {}).get("promote", True)
+    if not isinstance(value, bool):
+        raise reader.fail("vss.promote", f"must be true or false, got {value!r}")
+    return value
 
 
 def _algorithm(reader: _Reader) -> str:

@@ -1,0 +1,75 @@
+"""The label sheet: one row per pool image, as CSV or fastapi-vss JSON, written under ``output_path``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from .errors import VSSError
+from .fastapi_compat import fastapi_result, write_result
+from .pool import PoolFilter, PoolItem, PoolStore
+from .search_index import Neighbor
+
+COLUMNS = ("path", "label", "status", "score", "share", "margin", "suggestion", "uncertain", "annotator",
+           "time", "model", "id")
+PAGE = 1000
+
+
+def items(pool: PoolStore, where: PoolFilter = PoolFilter()) -> Iterator[PoolItem]:
+    """Every pool image ``where`` matches, by file name."""
+    offset = 0
+    while True:
+        total, page = pool.page(where, sort="file", offset=offset, limit=PAGE)
+        yield from page
+        offset += len(page)
+        if not page or offset >= total:
+            return
+
+
+def row(item: PoolItem) -> dict:
+    """One label-sheet row; ``score`` is the best cosine similarity of the label's neighbours."""
+    return {"path": item.source, "label": item.label, "status": item.status, "score": f"{item.best:.6f}",
+            "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
+            "uncertain": int(item.uncertain), "annotator": item.annotator, "time": item.decided_at,
+            "model": item.model, "id": item.id}
+
+
+def to_csv(pool: PoolStore, where: PoolFilter = PoolFilter()) -> str:
+    """The label sheet as CSV text."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    for item in items(pool, where):
+        writer.writerow(row(item))
+    return out.getvalue()
+
+
+def to_fastapi_json(pool: PoolStore, where: PoolFilter = PoolFilter()) -> dict:
+    """fastapi-vss's result shape (per-image lists, cosine distances) of each image's stored neighbours."""
+    chosen = list(items(pool, where))
+    neighbor_lists = [[Neighbor("", label, id, float(score), source) for label, id, score, source in item.neighbors]
+                      for item in chosen]
+    return fastapi_result([item.source for item in chosen], neighbor_lists)
+
+
+def write_csv(pool: PoolStore, output_path: str | Path, where: PoolFilter = PoolFilter(),
+              now: datetime | None = None) -> Path:
+    """Write the CSV label sheet under ``<output_path>/labels/`` and return its path."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
+    folder = Path(output_path) / "labels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"labels_{stamp}_{os.getpid()}.csv"
+        path.write_bytes(to_csv(pool, where).encode("utf-8"))
+    except OSError as exc:
+        raise VSSError(f"cannot write the label sheet under {folder}: {exc.strerror or exc}") from exc
+    return path
+
+
+def write_json(pool: PoolStore, output_path: str | Path, where: PoolFilter = PoolFilter()) -> Path:
+    """Write the fastapi-vss JSON where fastapi-vss writes its results and return its path."""
+    return write_result(output_path, to_fastapi_json(pool, where))

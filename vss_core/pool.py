@@ -1,0 +1,246 @@
+"""The prediction pool: images to label, each with its vector, suggestion and current decision.
+
+A second vector index in the project's Redis (see :mod:`vss_core.schema`), never mixed with the
+exemplars that fastapi-vss reads.  A pool document is written once per image id (ids come from
+content, so a rerun skips what is there) and then changed only through :mod:`vss_core.decisions`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import redis
+
+from .errors import InputError
+from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
+from .schema import PREDICTED, STATUSES, TAG, VECTOR, IndexSchema, layout_for
+from .search import Vote
+from .search_index import BATCH, DEFAULT_TIMEOUT_MS, Neighbor, SearchIndex
+
+SORTS = {
+    "least confident": ("confidence", "ASC"),
+    "most confident": ("confidence", "DESC"),
+    "suggested label": ("suggestion_text", "ASC"),
+    "file": ("name", "ASC"),
+}
+DISAGREE_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the predict job writes for one image."""
+
+    id: str
+    source: str
+    name: str
+    vector: object
+    neighbors: tuple[Neighbor, ...]
+    majority: Vote | None
+    weighted: Vote | None
+    model: str = ""
+    job: str = ""
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    """One pool image as the review grid shows it."""
+
+    id: str
+    source: str
+    name: str
+    suggestion: str
+    share: float
+    best: float
+    margin: float
+    second: str
+    uncertain: bool
+    label: str
+    status: str
+    annotator: str
+    decided_at: str
+    model: str
+    version: int
+    neighbors: tuple[tuple[str, str, float, str], ...]
+    exemplar: str
+
+
+@dataclass(frozen=True)
+class PoolFilter:
+    """Which pool images a page shows: statuses, current labels, a best-score range, uncertain only."""
+
+    statuses: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
+    min_score: float | None = None
+    max_score: float | None = None
+    uncertain_only: bool = False
+
+    def query(self) -> str:
+        parts = []
+        for field, values in (("status", self.statuses), (TAG, self.labels), ("suggestion", self.suggestions)):
+            if values:
+                parts.append(f"@{field}:{{{' | '.join(escape_tag(v) for v in values)}}}")
+        if self.min_score is not None or self.max_score is not None:
+            lo = "-inf" if self.min_score is None else repr(float(self.min_score))
+            hi = "+inf" if self.max_score is None else repr(float(self.max_score))
+            parts.append(f"@best:[{lo} {hi}]")
+        if self.uncertain_only:
+            parts.append("@uncertain:[1 1]")
+        return " ".join(parts) or "*"
+
+
+def scores(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote | None,
+           threshold: float) -> dict:
+    """Best score of the suggested label, margin to the second label's share, and whether uncertain.
+
+    Uncertain: the best score is under ``threshold``, or the neighbours disagree (the majority and
+    the score-weighted vote differ, or the suggestion has less than half the weight)."""
+    if not neighbors or weighted is None:
+        return dict(best=-1.0, margin=0.0, second="", uncertain=True)
+    weights: dict[str, float] = {}
+    for n in neighbors:
+        weights[n.label] = weights.get(n.label, 0.0) + max(float(n.score), 0.0)
+    total = sum(weights.values()) or 1.0
+    others = sorted(((w / total, label) for label, w in weights.items() if label != weighted.label), reverse=True)
+    second_share, second = others[0] if others else (0.0, "")
+    best = max(float(n.score) for n in neighbors if n.label == weighted.label)
+    disagree = (majority is not None and majority.label != weighted.label) or weighted.share < DISAGREE_SHARE
+    return dict(best=best, margin=weighted.share - second_share, second=second,
+                uncertain=best < threshold or disagree)
+
+
+class PoolStore(SearchIndex):
+    """The pool index of one project."""
+
+    def __init__(self, client: redis.Redis, schema: IndexSchema, timeout_ms: int = DEFAULT_TIMEOUT_MS):
+        super().__init__(client, schema, timeout_ms)
+
+    def key_for(self, id: str) -> str:
+        return self.schema.key(id)
+
+    @guard
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        """The ids that are not in the pool yet."""
+        return [id for id, found in zip(ids, self.exists([self.key_for(i) for i in ids])) if not found]
+
+    @guard
+    def add(self, predictions: Iterable[Prediction], threshold: float) -> int:
+        """Write new pool documents (HSETNX-guarded: a decided image is never overwritten)."""
+        added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        commands = [self._command(p, threshold, added_at) for p in predictions]
+        for start in range(0, len(commands), BATCH):
+            self.write([c for command in commands[start:start + BATCH] for c in command])
+        return len(commands)
+
+    def _command(self, p: Prediction, threshold: float, added_at: str) -> list[tuple]:
+        vector = self.check_dim(p.vector, p.source)
+        s = scores(p.neighbors, p.majority, p.weighted, threshold)
+        suggestion = p.weighted.label if p.weighted else ""
+        neighbors = [[n.label, n.id, round(float(n.score), 6), n.source] for n in p.neighbors]
+        fields = {VECTOR: vector.tobytes(), TAG: suggestion, "label": suggestion, "suggestion": suggestion,
+                  "suggestion_text": suggestion, "status": PREDICTED, "job": p.job, "name": p.name,
+                  "source": p.source, "best": s["best"], "share": p.weighted.share if p.weighted else 0.0,
+                  "margin": s["margin"], "second": s["second"], "uncertain": int(s["uncertain"]),
+                  "confidence": s["best"] - 2 * int(s["uncertain"]), "version": 0, "decided_ts": 0,
+                  "model": p.model, "neighbors": json.dumps(neighbors), "added_at": added_at}
+        key = self.key_for(p.id)
+        # HSETNX on 'status' first: only a new document gets the rest.
+        flat = [x for pair in fields.items() for x in pair]
+        return [("EVAL", _ADD_IF_NEW, 1, key, *flat)]
+
+    @guard
+    def page(self, where: PoolFilter = PoolFilter(), sort: str = "least confident", offset: int = 0,
+             limit: int = 100) -> tuple[int, list[PoolItem]]:
+        """(how many match, one page of them) in ``sort`` order."""
+        field, order = SORTS.get(sort, SORTS["least confident"])
+        reply = self.search(where.query(), "RETURN", len(_ITEM_FIELDS), *_ITEM_FIELDS,
+                            "SORTBY", field, order, "LIMIT", int(offset), int(limit))
+        items = [self._item(as_text(key), as_pairs(flat)) for key, flat in zip(reply[1::2], reply[2::2])]
+        return int(reply[0]), items
+
+    @guard
+    def ids(self, where: PoolFilter, limit: int = 100_000) -> list[str]:
+        """Ids of every image ``where`` matches (for bulk actions)."""
+        found, offset = [], 0
+        while offset < limit:
+            reply = self.search(where.query(), "NOCONTENT", "LIMIT", offset, min(10_000, limit - offset))
+            keys = [as_text(k) for k in reply[1:]]
+            found += [k[len(self.prefix):] for k in keys]
+            if len(keys) < 10_000:
+                break
+            offset += len(keys)
+        return found
+
+    @guard
+    def get(self, ids: Sequence[str]) -> list[PoolItem | None]:
+        """The items with these ids (None where missing)."""
+        pipe = self.client.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self.key_for(id), _ITEM_FIELDS)
+        out = []
+        for id, values in zip(ids, pipe.execute() if ids else []):
+            if values[_ITEM_FIELDS.index("status")] is None:
+                out.append(None)
+            else:
+                out.append(self._item(self.key_for(id), dict(zip(_ITEM_FIELDS, map(as_text, values)))))
+        return out
+
+    @guard
+    def counts(self, field: str = "status") -> dict[str, int]:
+        """Number of pool images per value of ``field`` (status, tag or suggestion)."""
+        try:
+            reply = self.client.execute_command(
+                "FT.AGGREGATE", self.index_name, "*", "GROUPBY", 1, f"@{field}", "REDUCE", "COUNT", 0,
+                "AS", "n", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return {}
+            raise
+        rows = [as_pairs(row) for row in reply[1:]]
+        return {row[field]: int(row["n"]) for row in rows if row.get(field)}
+
+    def _item(self, key: str, f: dict[str, str]) -> PoolItem:
+        neighbors = tuple(tuple(n) for n in json.loads(f.get("neighbors") or "[]"))
+        return PoolItem(
+            id=key[len(self.prefix):], source=f.get("source", ""), name=f.get("name", ""),
+            suggestion=f.get("suggestion", ""), share=_num(f, "share"), best=_num(f, "best"),
+            margin=_num(f, "margin"), second=f.get("second", ""), uncertain=f.get("uncertain") == "1",
+            label=f.get("label", ""), status=f.get("status", PREDICTED), annotator=f.get("annotator", ""),
+            decided_at=f.get("decided_at", ""), model=f.get("model", ""), version=int(_num(f, "version")),
+            neighbors=neighbors, exemplar=f.get("exemplar", ""))
+
+
+_ITEM_FIELDS = ("source", "name", "suggestion", "share", "best", "margin", "second", "uncertain", "label",
+                "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar")
+
+_ADD_IF_NEW = """
+if redis.call('HSETNX', KEYS[1], 'status', 'predicted') == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
+def _num(fields: dict, name: str) -> float:
+    try:
+        return float(fields.get(name) or 0.0)
+    except ValueError:
+        return 0.0
+
+
+def open_pool(project, dim: int, model: str | None = None) -> PoolStore:
+    """Connect to ``project``'s Redis and create or attach its pool index."""
+    from .redis_server import connect
+
+    pool = PoolStore(connect(project), layout_for(project).pool)
+    pool.ensure_index(dim, model or project.model)
+    return pool
+
+
+def check_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise InputError(f"unknown status {bad[0]!r} (known: {', '.join(STATUSES)})")
+    return tuple(statuses)

@@ -1,0 +1,223 @@
+"""Predict: embed unlabeled images once, suggest labels from the exemplars, stream them into the pool.
+
+Ids come from file content, so a rerun (or a job resumed after a crash) skips images already in the
+pool.  Results are written batch by batch: the review grid fills while the job runs.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import InputError, PathNotAllowed
+from .loader import content_id
+from .paths import resolve_under_roots
+from .pool import PoolStore, Prediction
+from .search import vote
+from .store import VectorStore
+
+CHUNK = 256
+DEFAULT_TOP_N = 5
+DEFAULT_THRESHOLD = 0.8
+MAX_UPLOAD_BYTES = 64 * 1024**2
+
+
+@dataclass
+class PredictReport:
+    """What a predict run did: counts and the reason each failed file failed."""
+
+    predicted: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+    ids: list[str] = field(default_factory=list)  # every readable image's id, in input order
+
+    def summary(self) -> str:
+        text = f"predicted {self.predicted}, skipped {self.skipped} (already in the pool), failed {len(self.failed)}"
+        return text + (" - cancelled" if self.cancelled else "")
+
+
+def threshold_of(project) -> float:
+    """The project's acceptance threshold (``vss.threshold``, a cosine similarity), default 0.8."""
+    return DEFAULT_THRESHOLD if project.threshold is None else float(project.threshold)
+
+
+def collect_images(folder: str | Path) -> list[Path]:
+    """Every file under ``folder``, recursively (hidden files and folders skipped), sorted."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root)))
+    if not files:
+        raise InputError(f"{root}: no files found")
+    return files
+
+
+def collect_paths_csv(csv_file: str | Path) -> list[Path]:
+    """The first column of a CSV (header ``path`` optional); relative paths are relative to the CSV."""
+    csv_path = Path(csv_file)
+    try:
+        rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{csv_path}: cannot read CSV: {exc}") from None
+    if rows and rows[0] and rows[0][0].strip().lower() == "path":
+        rows = rows[1:]
+    paths = []
+    for row in rows:
+        if row and row[0].strip():
+            path = Path(row[0].strip()).expanduser()
+            paths.append(path if path.is_absolute() else csv_path.parent / path)
+    if not paths:
+        raise InputError(f"{csv_path}: no paths (expected one image path per row)")
+    return paths
+
+
+def save_uploads(data_dir: Path, files: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """Keep uploaded files as ``<data_dir>/uploads/<content id><suffix>`` (shown and promoted later)."""
+    folder = Path(data_dir) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    saved = []
+    for name, data in files:
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise InputError(f"{name}: larger than {MAX_UPLOAD_BYTES // 1024**2} MiB")
+        suffix = Path(name).suffix.lower()[:8] if Path(name).suffix.isascii() else ""
+        path = folder / f"{content_id(data)}{suffix}"
+        if not path.exists():
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(data)
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        saved.append(path)
+    return saved
+
+
+def precheck(exemplars: VectorStore) -> None:
+    """One clear error before a job starts when there is nothing to compare with."""
+    if exemplars.info().count == 0:
+        raise InputError(f"the exemplar index '{exemplars.index_name}' is empty: load labeled exemplars "
+                         f"(Exemplars page or `vss load`) before predicting")
+
+
+def predict_paths(paths: Sequence[Path], embedder, exemplars: VectorStore, pool: PoolStore, *,
+                  top_n: int = DEFAULT_TOP_N, threshold: float = DEFAULT_THRESHOLD, names: Sequence[str] | None = None,
+                  progress=None, cancel: Callable[[], bool] | None = None, job: str = "") -> PredictReport:
+    """Predict ``paths`` into ``pool``, skipping ids already there; reports to ``progress`` per batch."""
+    precheck(exemplars)
+    names = list(names) if names is not None else [p.name for p in paths]
+    report = PredictReport()
+    if progress:
+        progress.set_total(len(paths))
+    for start in range(0, len(paths), CHUNK):
+        if cancel and cancel():
+            report.cancelled = True
+            break
+        chunk = list(zip(paths[start:start + CHUNK], names[start:start + CHUNK]))
+        _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress, cancel, job, report)
+    if report.predicted:
+        pool.sync()
+    return report
+
+
+def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress, cancel, job, report) -> None:
+    keyed, unreadable = _identify(chunk)
+    report.ids.extend(id for id, _, _ in keyed)
+    missing = set(pool.missing([id for id, _, _ in keyed])) if keyed else set()
+    todo, seen = [], set()
+    for id, path, name in keyed:
+        if id in missing and id not in seen:
+            todo.append((id, path, name))
+            seen.add(id)
+    report.skipped += len(keyed) - len(todo)
+    report.failed.extend(unreadable)
+    _advance(progress, len(chunk) - len(todo), unreadable)
+    for batch in (embedder.iter_embed([str(path) for _, path, _ in todo]) if todo else ()):
+        neighbor_lists = exemplars.knn(batch.vectors, top_n) if len(batch.ok) else []
+        predictions = []
+        for index, vector, neighbors in zip(batch.ok, batch.vectors, neighbor_lists):
+            id, path, name = todo[index]
+            majority, weighted = vote(neighbors)
+            predictions.append(Prediction(id, str(path), name, vector, tuple(neighbors), majority, weighted,
+                                          getattr(embedder, "model_name", ""), job))
+        pool.add(predictions, threshold)
+        errors = [(str(todo[err.index][1]), err.reason) for err in batch.errors]
+        report.predicted += len(predictions)
+        report.failed.extend(errors)
+        _advance(progress, len(predictions) + len(errors), errors)
+        if cancel and cancel():
+            report.cancelled = True
+            return
+
+
+def _identify(chunk) -> tuple[list[tuple[str, Path, str]], list[tuple[str, str]]]:
+    keyed, unreadable = [], []
+    for path, name in chunk:
+        try:
+            keyed.append((content_id(Path(path).read_bytes()), Path(path), name))
+        except OSError as exc:
+            unreadable.append((str(path), f"cannot read file: {exc.strerror or exc}"))
+    return keyed, unreadable
+
+
+def predict_job(source: str, path: str | None, roots: Sequence[Path], embedder, exemplars: VectorStore,
+                pool: PoolStore, *, top_n: int, threshold: float, uploads: Sequence[Path] = (),
+                upload_names: Sequence[str] = ()):
+    """The body of a background predict job: ``fn(progress) -> PredictReport`` for a JobRegistry.
+
+    ``source`` is "folder" or "csv" (a server path under ``roots``) or "upload" (files already
+    saved with :func:`save_uploads`).  Files outside ``roots`` are refused and listed as failures."""
+    precheck(exemplars)
+
+    def work(progress) -> PredictReport:
+        progress.message("Collecting files…")
+        paths, names, refused = _sources(source, path, roots, uploads, upload_names)
+        if refused:
+            progress.advance(0, errors=refused)
+        progress.message("Predicting…")
+        report = predict_paths(paths, embedder, exemplars, pool, top_n=top_n, threshold=threshold, names=names,
+                               progress=progress, cancel=lambda: progress.cancelled, job=progress.job_id)
+        report.failed[:0] = refused
+        progress.message(report.summary())
+        return report
+
+    return work
+
+
+def _sources(source, path, roots, uploads, upload_names):
+    if source == "upload":
+        return list(uploads), list(upload_names) or [p.name for p in uploads], []
+    if source not in ("folder", "csv"):
+        raise InputError(f"unknown source {source!r} (folder, csv or upload)")
+    base = resolve_under_roots(path, roots)
+    candidates = collect_images(base) if source == "folder" else collect_paths_csv(base)
+    allowed, refused = [], []
+    for candidate in candidates:
+        try:
+            allowed.append(resolve_under_roots(candidate, roots))
+        except PathNotAllowed as exc:
+            refused.append((str(candidate), str(exc)))
+    names = [_display(p, base if source == "folder" else None) for p in allowed]
+    return allowed, names, refused
+
+
+def _display(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return str(path.relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return path.name
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+
+
+def _advance(progress, n: int, errors) -> None:
+    if progress and (n or errors):
+        progress.advance(n, errors=errors)
+
+
+__all__ = ["PredictReport", "collect_images", "collect_paths_csv", "save_uploads", "precheck", "predict_paths",
+           "predict_job", "threshold_of"]
