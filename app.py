@@ -13,6 +13,7 @@ st.set_page_config(page_title="VSS", page_icon=favicon(), layout="wide")
 
 page = st.navigation([
     st.Page("pages/search.py", title="Search", icon=":material/image_search:", default=True),
+    st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
     st.Page("pages/exemplars.py", title="Exemplars", icon=":material/library_add:"),
 ])
 sidebar.render()

@@ -9,9 +9,10 @@ from pathlib import Path
 import streamlit as st
 
 from vss_core.config import ProjectConfig
-from vss_core.errors import PathNotAllowed, VSSError
+from vss_core.errors import InputError, PathNotAllowed, VSSError
 from vss_core.loader import content_id
 from vss_core.paths import resolve_under_roots
+from vss_core.predict import collect_images
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
 MAX_QUERIES = 500
@@ -64,17 +65,18 @@ def resolve_server_path(text: str, project: ProjectConfig) -> Path:
 
 
 def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
-    """A file, or every file of a folder (not recursive); non-images are named and skipped."""
+    """A file, or every file of a folder and its sub-folders; non-images are named and skipped."""
     path = resolve_server_path(text, project)
     if path.is_file():
         out.add(str(path), path.name)
         return
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise VSSError(f"Folder '{text}' has no files.")
+    try:
+        files = collect_images(path)
+    except InputError:
+        raise VSSError(f"Folder '{text}' has no files.") from None
     for p in files:
         if _is_image_name(p.name):
-            out.add(str(p), p.name)
+            out.add(str(p), str(p.relative_to(path)))
         else:
             out.problems.append((p.name, "skipped: not an image file"))
 

@@ -89,6 +89,7 @@ def forget_target(project: ProjectConfig) -> None:
     """Drop cached clients and stores (after the server went away) so the next call reconnects."""
     _client.clear()
     _store.clear()
+    _decisions.clear()
 
 
 class ResultsCache:
@@ -109,3 +110,15 @@ class ResultsCache:
 @st.cache_resource(show_spinner=False)
 def results_cache() -> ResultsCache:
     return ResultsCache()
+
+
+@st.cache_resource(show_spinner="Opening the review pool…", max_entries=16)
+def _decisions(key: tuple, dim: int, _project: ProjectConfig):
+    from vss_core.decisions import open_decisions
+
+    return open_decisions(_project, dim)
+
+
+def decisions_for(project: ProjectConfig, dim: int):
+    """One Decisions (exemplar store, pool, audit) per (target, dimension), shared by all sessions."""
+    return _decisions(target_key(project) + (project.promote,), dim, project)

@@ -202,6 +202,38 @@ class PoolStore(SearchIndex):
         rows = [as_pairs(row) for row in reply[1:]]
         return {row[field]: int(row["n"]) for row in rows if row.get(field)}
 
+    @guard
+    def histogram(self, bins: int = 30, where: PoolFilter = PoolFilter()) -> list[tuple[float, float, int]]:
+        """(bin start, bin end, count) of the best scores, ``bins`` equal bins between their min and max."""
+        query = where.query()
+        try:
+            lo, hi = self._range(query)
+            if lo is None:
+                return []
+            width = max((hi - lo) / bins, 1e-6)
+            reply = self.client.execute_command(
+                "FT.AGGREGATE", self.index_name, query, "LOAD", 1, "@best",
+                "APPLY", f"floor((@best - {lo!r}) / {width!r})", "AS", "bin",
+                "GROUPBY", 1, "@bin", "REDUCE", "COUNT", 0, "AS", "n", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return []
+            raise
+        counts = {min(int(float(r["bin"])), bins - 1): 0 for r in map(as_pairs, reply[1:])}
+        for r in map(as_pairs, reply[1:]):
+            counts[min(int(float(r["bin"])), bins - 1)] += int(r["n"])
+        return [(lo + b * width, lo + (b + 1) * width, n) for b, n in sorted(counts.items())]
+
+    def _range(self, query: str) -> tuple[float | None, float | None]:
+        reply = self.client.execute_command(
+            "FT.AGGREGATE", self.index_name, query, "LOAD", 1, "@best", "GROUPBY", 0,
+            "REDUCE", "MIN", 1, "@best", "AS", "lo", "REDUCE", "MAX", 1, "@best", "AS", "hi",
+            "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        row = as_pairs(reply[1]) if len(reply) > 1 else {}
+        if not row.get("lo") or row["lo"] in ("nan", "inf", "-inf"):
+            return None, None
+        return float(row["lo"]), float(row["hi"])
+
     def _item(self, key: str, f: dict[str, str]) -> PoolItem:
         neighbors = tuple(tuple(n) for n in json.loads(f.get("neighbors") or "[]"))
         return PoolItem(

@@ -21,7 +21,6 @@ from .store import VectorStore
 CHUNK = 256
 DEFAULT_TOP_N = 5
 DEFAULT_THRESHOLD = 0.8
-MAX_UPLOAD_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -72,25 +71,6 @@ def collect_paths_csv(csv_file: str | Path) -> list[Path]:
     if not paths:
         raise InputError(f"{csv_path}: no paths (expected one image path per row)")
     return paths
-
-
-def save_uploads(data_dir: Path, files: Sequence[tuple[str, bytes]]) -> list[Path]:
-    """Keep uploaded files as ``<data_dir>/uploads/<content id><suffix>`` (shown and promoted later)."""
-    folder = Path(data_dir) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    saved = []
-    for name, data in files:
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise InputError(f"{name}: larger than {MAX_UPLOAD_BYTES // 1024**2} MiB")
-        suffix = Path(name).suffix.lower()[:8] if Path(name).suffix.isascii() else ""
-        path = folder / f"{content_id(data)}{suffix}"
-        if not path.exists():
-            tmp = path.with_name(path.name + ".part")
-            tmp.write_bytes(data)
-            tmp.chmod(0o600)
-            tmp.replace(path)
-        saved.append(path)
-    return saved
 
 
 def precheck(exemplars: VectorStore) -> None:
@@ -166,7 +146,7 @@ def predict_job(source: str, path: str | None, roots: Sequence[Path], embedder, 
     """The body of a background predict job: ``fn(progress) -> PredictReport`` for a JobRegistry.
 
     ``source`` is "folder" or "csv" (a server path under ``roots``) or "upload" (files already
-    saved with :func:`save_uploads`).  Files outside ``roots`` are refused and listed as failures."""
+    saved under the project's data dir, named by content).  Files outside ``roots`` are refused and listed as failures."""
     precheck(exemplars)
 
     def work(progress) -> PredictReport:
@@ -219,5 +199,5 @@ def _advance(progress, n: int, errors) -> None:
         progress.advance(n, errors=errors)
 
 
-__all__ = ["PredictReport", "collect_images", "collect_paths_csv", "save_uploads", "precheck", "predict_paths",
+__all__ = ["PredictReport", "collect_images", "collect_paths_csv", "precheck", "predict_paths",
            "predict_job", "threshold_of"]
