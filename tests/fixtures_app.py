@@ -25,7 +25,7 @@ import pytest
 
 from tests.fixtures_models import LABELS, label_image
 
-USABLE = ("alpha", "beta", "gamma")
+USABLE = ("alpha", "beta", "gamma", "review")
 
 
 def free_port() -> int:

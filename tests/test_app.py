@@ -79,7 +79,7 @@ def load_exemplars(setup, project_name: str, folder: Path | None = None):
 
 def test_sidebar_projects_status_and_bad_config(app_env):
     at = open_app("alpha")
-    assert at.sidebar.selectbox(key="project").options == ["alpha", "beta", "gamma", "nomodel", "offline"]
+    assert at.sidebar.selectbox(key="project").options == ["alpha", "beta", "gamma", "nomodel", "offline", "review"]
     side = texts(at, at.sidebar)
     assert "broken.yaml" in side and "not valid YAML" in side
     assert "embedded (unix socket" in side and "answers" in side

@@ -81,7 +81,7 @@ def server(app_setup, tmp_path_factory):
         log.close()
         from vss_core.redis_server import embedded_server
 
-        for name in ("alpha", "beta", "gamma"):
+        for name in ("alpha", "beta", "gamma", "review"):
             srv = embedded_server(data / name)
             if srv.running:
                 srv.stop()
@@ -191,6 +191,57 @@ def test_load_search_and_reload_mid_job(page, server, tmp_path):
         f".filter(i => i.complete && i.naturalWidth > 0).length >= {len(queries) * 6}")
     _tall_screenshot(pg, shots / "4_search_results.png")
     print(f"screenshots in {shots}")
+    keep = os.environ.get("VSS_SCREENSHOTS")
+    if keep:
+        shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def _metric(pg, label: str):
+    return pg.locator('[data-testid="stMetric"]').filter(
+        has=pg.get_by_text(label, exact=True)).locator('[data-testid="stMetricValue"]')
+
+
+def test_review_with_the_keyboard_and_bulk_accept(page, server, app_setup, tmp_path):
+    from playwright.sync_api import expect
+
+    url, _, _ = server
+    pg = page
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    pg.goto(f"{url}/exemplars?project=review&annotator=keys")
+    path_box = pg.get_by_role("textbox", name="Server folder")
+    path_box.fill(str(app_setup.exemplars))
+    path_box.press("Enter")
+    pg.get_by_role("button", name="Load exemplars").click()
+    expect(pg.get_by_text("— done", exact=False)).to_be_visible(timeout=120_000)
+
+    pg.get_by_role("link", name="Review").click()
+    expect(pg.get_by_role("heading", name="Review", exact=True)).to_be_visible()
+    box = pg.get_by_role("textbox", name="Server folder")
+    box.fill(str(app_setup.queries))
+    box.press("Enter")
+    pg.get_by_role("button", name="Predict labels").click()
+    expect(_metric(pg, "In the pool")).to_have_text("6", timeout=120_000)
+    expect(_metric(pg, "predicted")).to_have_text("6")
+    expect(pg.get_by_text("Keys:", exact=False)).to_be_visible()
+    pg.screenshot(path=str(shots / "1_review.png"), full_page=True)
+
+    pg.mouse.click(5, 5)  # focus the page, not a text box
+    for key, label, want in (("a", "accepted", "1"), ("d", "dubious", "1"), ("u", "dubious", "0")):
+        pg.keyboard.press(key)
+        expect(_metric(pg, label)).to_have_text(want, timeout=30_000)
+    expect(_metric(pg, "predicted")).to_have_text("5")
+    pg.screenshot(path=str(shots / "2_after_keys.png"), full_page=True)
+
+    threshold = pg.get_by_role("spinbutton", name="at or above")
+    threshold.fill("-1")
+    threshold.press("Enter")
+    bulk = pg.get_by_role("button", name="Accept 5 image(s)")
+    expect(bulk).to_be_visible(timeout=30_000)
+    bulk.click()
+    expect(_metric(pg, "accepted")).to_have_text("6", timeout=30_000)
+    expect(pg.get_by_text("bulk accept: 5 image(s) changed", exact=False)).to_be_visible()
+    _tall_screenshot(pg, shots / "3_bulk_accepted.png")
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
