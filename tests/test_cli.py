@@ -143,3 +143,41 @@ def test_fetch_model_saves_a_loadable_copy(run, tiny_vit_dir, tmp_path):
     assert Embedder(str(tmp_path / "copy"), device="cpu").dim == Embedder(str(tiny_vit_dir), device="cpu").dim
     code, _, err = run("fetch-model", "some-org/not-cached", tmp_path / "x")
     assert code == 1 and "some-org/not-cached" in err
+
+
+def test_predict_writes_the_label_sheet_and_reruns_skip(run, loaded, tmp_path, image_folder):
+    import csv
+
+    queries = tmp_path / "q"
+    (queries / "deeper").mkdir(parents=True)
+    for label in ("circles", "squares"):
+        (queries / f"{label}.jpg").write_bytes((image_folder / label / f"{label}_0.jpg").read_bytes())
+    (queries / "deeper" / "stripes.jpg").write_bytes((image_folder / "stripes" / "stripes_1.jpg").read_bytes())
+    (queries / "notes.txt").write_text("not an image")
+    out_csv = tmp_path / "sheet.csv"
+    code, out, _ = run("predict", "plankton", queries, "--out", out_csv)
+    assert code == 1  # the text file failed, alone
+    assert "predicted 3, skipped 0" in out and "notes.txt" in out
+    rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
+    assert list(rows[0])[:3] == ["path", "label", "score"]
+    assert {r["path"].rsplit("/", 1)[-1]: r["label"] for r in rows} == \
+        {"circles.jpg": "circles", "squares.jpg": "squares", "stripes.jpg": "stripes"}
+    code, out, _ = run("predict", "plankton", queries)
+    assert "predicted 0, skipped 3" in out
+
+
+def test_predict_bad_input_is_one_line(run, loaded, tmp_path):
+    code, _, err = run("predict", "plankton", tmp_path / "missing")
+    assert code == 1 and err.count("\n") == 1 and "not a folder" in err
+    (tmp_path / "empty.csv").write_text("path\n")
+    code, _, err = run("predict", "plankton", "--csv", tmp_path / "empty.csv")
+    assert code == 1 and "no paths" in err
+
+
+def test_predict_with_no_exemplars_says_so_before_starting(run, cli_env, image_folder):
+    from vss_core.config import load_projects
+    from vss_core.store import connect_store
+
+    connect_store(load_projects().get("plankton")).client.flushall()
+    code, _, err = run("predict", "plankton", image_folder)
+    assert code == 1 and "is empty: load labeled exemplars" in err and err.count("\n") == 1

@@ -228,3 +228,31 @@ def test_example_project_in_repo_is_valid(monkeypatch):
     result = load_projects()
     assert result.errors == []
     assert any(p.model == "google/vit-base-patch16-224" and p.redis.embedded for p in result.projects.values())
+
+
+def test_relative_model_path_resolves_against_the_file(tmp_path):
+    from vss_core.config import load_projects
+
+    (tmp_path / "cfg" / "models" / "mine").mkdir(parents=True)
+    (tmp_path / "cfg" / "a.yaml").write_text("vss: {project: a, model: models/mine}\n")
+    (tmp_path / "cfg" / "b.yaml").write_text("vss: {project: b, model: ./models/missing}\n")
+    (tmp_path / "cfg" / "c.yaml").write_text("vss: {project: c, model: google/vit-base-patch16-224, threshold: 0.9}\n")
+    (tmp_path / "cfg" / "d.yaml").write_text("vss: {project: d, model: m, promote: maybe}\n")
+    result = load_projects(tmp_path / "cfg")
+    assert result.projects["a"].model == str((tmp_path / "cfg" / "models" / "mine").resolve())
+    assert result.projects["b"].model == str((tmp_path / "cfg" / "models" / "missing").resolve())
+    assert result.projects["c"].model == "google/vit-base-patch16-224"
+    assert result.projects["c"].threshold == 0.9 and result.projects["c"].promote is True
+    assert any("vss.promote" in str(e) for e in result.errors)
+
+
+def test_a_missing_relative_model_names_the_absolute_path(tmp_path):
+    from vss_core.config import load_projects
+    from vss_core.embedder import Embedder
+    from vss_core.errors import ModelLoadError
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "a.yaml").write_text("vss: {project: a, model: ./models/missing}\n")
+    project = load_projects(tmp_path / "cfg").projects["a"]
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "cfg" / "models" / "missing")):
+        Embedder(project.model, device="cpu")

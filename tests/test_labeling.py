@@ -203,7 +203,7 @@ def test_label_sheet_and_fastapi_json_read_back(decisions, embedder, queries, tm
     decisions.apply([Change(items[0].id, ACCEPTED, "a/b, c", items[0].version)], "ana")
     rows = list(csv.DictReader(io.StringIO(to_csv(decisions.pool))))
     assert len(rows) == 13
-    assert list(rows[0])[:4] == ["path", "label", "status", "score"]
+    assert list(rows[0])[:4] == ["path", "label", "score", "status"]
     row = next(r for r in rows if r["id"] == items[0].id)
     assert (row["label"], row["status"], row["annotator"]) == ("a/b, c", CORRECTED, "ana")
     assert row["time"] and row["model"]

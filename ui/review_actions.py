@@ -113,6 +113,6 @@ def export(d, project) -> None:
             st.success("Written: " + ", ".join(f"`{p}`" for p in paths))
         except VSSError as e:
             st.error(str(e))
-    st.caption("One row per image: path, label, status, score (best cosine similarity), share, margin, "
+    st.caption("One row per image: path, label, score (best cosine similarity), status, share, margin, "
                "suggestion, uncertain, annotator, time, model, id. The JSON has fastapi-vss's shape: "
                "per-image lists and cosine distances.")

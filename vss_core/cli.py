@@ -145,11 +145,13 @@ def cmd_predict(args) -> int:
     from .labelsheet import COLUMNS, row
     from .predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
 
+    from .store import connect_store
+
     project = _project(args)
     paths = collect_paths_csv(args.csv) if args.csv else collect_images(args.folder)
+    precheck(connect_store(project))  # before minutes of model loading
     embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
     decisions = open_decisions(project, embedder.dim)
-    precheck(decisions.exemplars)
     with _ProgressBar(f"predict {project.name}") as bar:
         report = predict_paths(paths, embedder, decisions.exemplars, decisions.pool, top_n=args.top_n,
                                threshold=threshold_of(project), progress=bar)

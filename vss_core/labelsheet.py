@@ -14,7 +14,7 @@ from .fastapi_compat import fastapi_result, write_result
 from .pool import PoolFilter, PoolItem, PoolStore
 from .search_index import Neighbor
 
-COLUMNS = ("path", "label", "status", "score", "share", "margin", "suggestion", "uncertain", "annotator",
+COLUMNS = ("path", "label", "score", "status", "share", "margin", "suggestion", "uncertain", "annotator",
            "time", "model", "id")
 PAGE = 1000
 
@@ -32,7 +32,7 @@ def items(pool: PoolStore, where: PoolFilter = PoolFilter()) -> Iterator[PoolIte
 
 def row(item: PoolItem) -> dict:
     """One label-sheet row; ``score`` is the best cosine similarity of the label's neighbours."""
-    return {"path": item.source, "label": item.label, "status": item.status, "score": f"{item.best:.6f}",
+    return {"path": item.source, "label": item.label, "score": f"{item.best:.6f}", "status": item.status,
             "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
             "uncertain": int(item.uncertain), "annotator": item.annotator, "time": item.decided_at,
             "model": item.model, "id": item.id}
