@@ -288,3 +288,47 @@ def test_odd_labels_list_delete_and_relabel(vector_store):
         assert vector_store.delete_label(label) == 1, label
     assert set(vector_store.label_counts()) == {label + " ✓" for label in ODD_LABELS[:10]}
 
+
+
+def test_flags_are_decisions_too(decisions, embedder, queries):
+    from vss_core.schema import RARE
+
+    _predict(decisions, embedder, queries)
+    item = decisions.pool.page()[1][0]
+    decisions.apply([Change(item.id, None, None, item.version, flag=RARE)], "ana")
+    now = decisions.pool.get([item.id])[0]
+    assert now.status == PREDICTED and decisions.pool.page(where=PoolFilter(statuses=(PREDICTED,)))[0] == 13
+    assert decisions.pool.client.hget(decisions.pool.key_for(item.id), "flag") == b"rare"
+    with pytest.raises(InputError, match="unknown flag"):
+        decisions.apply([Change(item.id, None, flag="shiny")], "ana")
+    decisions.undo("ana")
+    assert decisions.pool.client.hget(decisions.pool.key_for(item.id), "flag") == b""
+
+
+def test_exemplar_keep_relabel_retire_and_undo(decisions):
+    from vss_core.exemplar_review import ExemplarReview
+
+    review = ExemplarReview(decisions)
+    store = decisions.exemplars
+    circle = store.exemplars("circles", limit=1)[0].key
+    squares = [e.key for e in store.exemplars("squares", limit=2)]
+    vector = store.client.hget(squares[0], "vector")
+    assert review.retire(squares, "ana").applied == tuple(squares)
+    assert store.label_counts()["squares"] == 4
+    relabelled = review.relabel([circle], "stripes", "bob")
+    assert store.label_counts() == {"circles": 5, "squares": 4, "stripes": 7}
+    review.keep([store.exemplars("stripes", limit=1)[0].key], "bob")
+    kinds = [e["kind"] for e in decisions.audit()]
+    assert kinds[:3] == ["keep", "relabel", "retire"] and relabelled.applied == (circle,)
+    decisions.undo("bob")  # keep
+    decisions.undo("bob")  # relabel
+    assert store.label_counts() == {"circles": 6, "squares": 4, "stripes": 6}
+    decisions.undo("ana")  # retire
+    assert store.label_counts()["squares"] == 6
+    assert store.client.hget(squares[0], "vector") == vector
+    other = store.exemplars("circles", limit=2)
+    refused = review.relabel([other[0].key], "circles", "ana")  # same key: nothing to move
+    assert refused.applied == (other[0].key,)
+    store.add([Record("stripes", other[1].id, np.ones(store.layout().dim))])
+    clash = review.relabel([other[1].key], "stripes", "ana")
+    assert clash.applied == () and "exists already" in clash.refused[0].reason

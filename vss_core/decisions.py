@@ -21,31 +21,36 @@ import redis
 from .errors import InputError, VSSError
 from .index_layout import as_text
 from .pool import PoolStore
-from .schema import (ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, PROMOTED_STATUSES, SKIPPED, STATUSES, TAG, VECTOR,
-                     ProjectLayout)
+from .schema import (ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, PROMOTED_STATUSES, SKIPPED, STATUSES, TAG,
+                     VECTOR, ProjectLayout)
 from .store import Record, VectorStore
 
-STATE_FIELDS = ("label", "status", "annotator", "decided_at", "version", "exemplar", "source", "model")
+STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")
 UNDO_DEPTH = 200
 AUDIT_MAXLEN = 1_000_000
 
 
 @dataclass(frozen=True)
 class Change:
-    """Set image ``id`` to ``status`` (and ``label``, default: its current one).
+    """Set image ``id`` to ``status``, ``label`` and ``flag`` (None keeps the current one).
 
-    ``expected_version`` is the version the annotator saw; None means "only if still undecided"."""
+    ``expected_version`` is the version the annotator saw; None means "only if still undecided".
+    ``flag`` marks what mining found (``rare``, ``anomaly``, ``normal``, ``dismissed``; "" clears it)."""
 
     id: str
-    status: str
+    status: str | None
     label: str | None = None
     expected_version: int | None = None
+    flag: str | None = None
 
     def after(self, current: dict, annotator: str, now: str) -> dict:
         """The state this change leads to; accepting under another label is a correction."""
         label = self.label.strip() if self.label else current["label"]
-        status = CORRECTED if self.status == ACCEPTED and label != current["label"] else self.status
-        return {"label": label, "status": status, "annotator": annotator, "decided_at": now,
+        status = self.status or current["status"]
+        if status == ACCEPTED and label != current["label"]:
+            status = CORRECTED
+        flag = current.get("flag", "") if self.flag is None else self.flag
+        return {"label": label, "status": status, "flag": flag, "annotator": annotator, "decided_at": now,
                 "decided_ts": time.time(), "exemplar": None}
 
 
@@ -99,8 +104,10 @@ class Decisions:
         """Apply ``changes`` as one undoable action by ``annotator``."""
         annotator = _annotator(annotator)
         for change in changes:
-            if change.status not in STATUSES:
+            if change.status is not None and change.status not in STATUSES:
                 raise InputError(f"unknown status {change.status!r} for image {change.id}")
+            if change.flag is not None and change.flag not in FLAGS:
+                raise InputError(f"unknown flag {change.flag!r} for image {change.id} (known: {', '.join(FLAGS)})")
             if change.label is not None and not change.label.strip():
                 raise InputError(f"empty label for image {change.id}")
         return self._transition({c.id: c for c in changes}, annotator, kind, undoable=True)
@@ -111,10 +118,15 @@ class Decisions:
         action_id = as_text(self.client.lindex(self.layout.undo_key(annotator), -1))
         if not action_id:
             raise InputError(f"{annotator} has nothing to undo")
-        raw = self.client.hget(self.layout.action_key(action_id), "changes")
+        raw, target = self.client.hmget(self.layout.action_key(action_id), ["changes", "target"])
         entries = json.loads(raw or "[]")
-        targets = {e["id"]: _Restore(e["id"], e["before"], e["after"]["version"]) for e in entries}
-        result = self._transition(targets, annotator, "undo", undoable=False)
+        if as_text(target) == "exemplar":
+            from .exemplar_review import ExemplarReview
+
+            result = ExemplarReview(self).undo_entries(entries, annotator)
+        else:
+            targets = {e["id"]: _Restore(e["id"], e["before"], e["after"]["version"]) for e in entries}
+            result = self._transition(targets, annotator, "undo", undoable=False)
         self.client.rpop(self.layout.undo_key(annotator))
         return result
 
@@ -207,29 +219,37 @@ class Decisions:
         return vectors
 
     def _write(self, pipe, plan, vectors, refused, action_id, annotator, kind, undoable) -> ActionResult:
-        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        entries = []
         for id, before, after in plan:
             self._write_state(pipe, id, before, after, vectors.get(id))
-            entry = {"at": at, "action": action_id, "kind": kind, "annotator": annotator,
-                     "before": _public(before), "after": _public(after)}
-            pipe.xadd(self.layout.audit_key, {"id": id, **{k: json.dumps(v) if isinstance(v, dict) else v
-                                                           for k, v in entry.items()}},
-                      maxlen=AUDIT_MAXLEN, approximate=True)
-            pipe.rpush(self.layout.history_key(id), json.dumps(entry))
-            entries.append({"id": id, "before": _public(before), "after": _public(after)})
-        if not entries:
+        changes = [(id, _public(before), _public(after)) for id, before, after in plan]
+        return self.record(pipe, changes, refused, action_id, annotator, kind, undoable, target="pool")
+
+    def record(self, pipe, changes: list[tuple[str, dict, dict]], refused, action_id: str, annotator: str,
+               kind: str, undoable: bool, target: str) -> ActionResult:
+        """Queue the audit entries, per-item history and action record of ``changes`` (id, before, after)
+        on ``pipe`` (in MULTI); ``target`` ("pool" or "exemplar") tells undo what the ids name."""
+        if not changes:
             return ActionResult(None, (), tuple(refused))
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for id, before, after in changes:
+            entry = {"at": at, "action": action_id, "kind": kind, "annotator": annotator,
+                     "before": before, "after": after}
+            pipe.xadd(self.layout.audit_key, {"id": id, "target": target, **{
+                k: json.dumps(v) if isinstance(v, dict) else v for k, v in entry.items()}},
+                maxlen=AUDIT_MAXLEN, approximate=True)
+            pipe.rpush(self.layout.history_key(id), json.dumps(entry))
         pipe.hset(self.layout.action_key(action_id), mapping={
-            "annotator": annotator, "kind": kind, "at": at, "changes": json.dumps(entries)})
+            "annotator": annotator, "kind": kind, "at": at, "target": target,
+            "changes": json.dumps([{"id": id, "before": b, "after": a} for id, b, a in changes])})
         if undoable:
             pipe.rpush(self.layout.undo_key(annotator), action_id)
             pipe.ltrim(self.layout.undo_key(annotator), -UNDO_DEPTH, -1)
-        return ActionResult(action_id, tuple(e["id"] for e in entries), tuple(refused))
+        return ActionResult(action_id, tuple(id for id, _, _ in changes), tuple(refused))
 
     def _write_state(self, pipe, id: str, before: dict, after: dict, vector: bytes | None) -> None:
         key = self.pool.key_for(id)
         pipe.hset(key, mapping={TAG: after["label"], "label": after["label"], "status": after["status"],
+                                "flag": after.get("flag", ""),
                                 "annotator": after["annotator"], "decided_at": after["decided_at"],
                                 "decided_ts": after.get("decided_ts", 0), "version": after["version"],
                                 "exemplar": after["exemplar"]})
@@ -251,7 +271,7 @@ class _Restore:
     expected_version: int | None
 
     def after(self, current: dict, annotator: str, now: str) -> dict:
-        return {"label": self.state["label"], "status": self.state["status"],
+        return {"label": self.state["label"], "status": self.state["status"], "flag": self.state.get("flag", ""),
                 "annotator": self.state.get("annotator", ""), "decided_at": self.state.get("decided_at", ""),
                 "decided_ts": 0, "exemplar": self.state.get("exemplar", "")}
 
@@ -271,7 +291,8 @@ def _conflict(id: str, target, state: dict | None) -> str | None:
 
 
 def _public(state: dict) -> dict:
-    return {k: state.get(k, "") for k in ("label", "status", "annotator", "decided_at", "version", "exemplar")}
+    return {k: state.get(k, "") for k in ("label", "status", "flag", "annotator", "decided_at", "version",
+                                          "exemplar")}
 
 
 def _annotator(name: str) -> str:

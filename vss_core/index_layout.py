@@ -24,6 +24,7 @@ class IndexLayout:
     separator: str
     case_sensitive: bool
     count: int
+    fields: tuple[str, ...] = ()
 
 
 def as_text(value: Any) -> str:
@@ -77,7 +78,8 @@ def read_layout(client: redis.Redis, index_name: str) -> IndexLayout | None:
         data_type=as_text(value_after(vector, "data_type")).upper(),
         separator=as_text(value_after(tag, "SEPARATOR", ",")) or ",",
         case_sensitive=any(as_text(item) == "CASESENSITIVE" for item in tag),
-        count=int(value_after(info, "num_docs", 0)))
+        count=int(value_after(info, "num_docs", 0)),
+        fields=tuple(as_text(value_after(a, "attribute")) for a in attributes))
     return layout
 
 
@@ -88,6 +90,13 @@ def create_index(client: redis.Redis, schema: IndexSchema, dim: int) -> None:
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
             raise IndexMismatch(f"cannot create Redis index '{schema.name}': {exc}") from exc
+
+
+def add_missing_fields(client: redis.Redis, schema: IndexSchema, present: tuple[str, ...]) -> None:
+    """``FT.ALTER ... SCHEMA ADD`` the indexed fields of ``schema`` that an older index of ours lacks."""
+    for name in schema.indexed():
+        if name not in present:
+            client.execute_command("FT.ALTER", schema.name, "SCHEMA", "ADD", *schema.field_args(name))
 
 
 def guard(method):

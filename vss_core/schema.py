@@ -9,8 +9,9 @@ A project's Redis holds two vector indexes built from :class:`IndexSchema` value
   never read by fastapi-vss, with the suggestion, its scores and the current decision.
 
 Beside them, plain keys: each index's recorded model (``vss:meta:<index name>``), and under
-``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``) and each annotator's undo stack
-(``undo:<annotator>``).  Everything that names a key or a field imports it from here.
+``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``), each annotator's undo stack
+(``undo:<annotator>``), actions (``action:<id>``), mining scores (``scores:<kind>[:<scope>]``, sorted sets) and
+retired exemplars (``retired:<key>``).  Everything that names a key or a field imports it from here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ METRIC = "COSINE"
 EXEMPLAR_FIELDS = ("label", "source", "added_by", "added_at", "model", "pool_id")
 
 # Pool documents: TAG fields (exact, case-sensitive), NUMERIC SORTABLE fields, sortable names.
-POOL_TAGS = ("tag", "suggestion", "status", "job")
+POOL_TAGS = ("tag", "suggestion", "status", "job", "flag")
 POOL_NUMBERS = ("best", "share", "margin", "confidence", "uncertain", "version", "decided_ts")
 POOL_SORTABLE_TEXT = ("name", "suggestion_text")
 POOL_STORED = ("source", "label", "annotator", "decided_at", "model", "neighbors", "exemplar",
@@ -39,6 +40,8 @@ POOL_STORED = ("source", "label", "annotator", "decided_at", "model", "neighbors
 PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED = "predicted", "accepted", "corrected", "dubious", "skipped"
 STATUSES = (PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED)
 PROMOTED_STATUSES = frozenset({ACCEPTED, CORRECTED})
+RARE, ANOMALY, NORMAL, DISMISSED = "rare", "anomaly", "normal", "dismissed"
+FLAGS = ("", RARE, ANOMALY, NORMAL, DISMISSED)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,18 @@ class IndexSchema:
         seen = dict.fromkeys((*self.tags, *self.numbers, *self.sortable_text, *self.stored))
         return tuple(seen)
 
+    def indexed(self) -> tuple[str, ...]:
+        """The indexed fields other than the vector, in FT.CREATE order."""
+        return (*self.tags, *self.numbers, *self.sortable_text)
+
+    def field_args(self, name: str) -> list:
+        """The FT.CREATE / FT.ALTER arguments of one indexed field."""
+        if name in self.tags:
+            return [name, "TAG", "SEPARATOR", TAG_SEPARATOR, "CASESENSITIVE"]
+        if name in self.numbers:
+            return [name, "NUMERIC", "SORTABLE"]
+        return [name, "TEXT", "NOSTEM", "SORTABLE", "NOINDEX"]
+
     def create_args(self, dim: int) -> list:
         """The arguments of ``FT.CREATE`` for ``dim``-dimensional vectors."""
         params: list = ["TYPE", DATA_TYPE, "DIM", dim, "DISTANCE_METRIC", METRIC]
@@ -80,13 +95,7 @@ class IndexSchema:
             for name in ("M", "EF_CONSTRUCTION", "EF_RUNTIME"):
                 if name in self.hnsw:
                     params += [name, int(self.hnsw[name])]
-        schema: list = []
-        for name in self.tags:
-            schema += [name, "TAG", "SEPARATOR", TAG_SEPARATOR, "CASESENSITIVE"]
-        for name in self.numbers:
-            schema += [name, "NUMERIC", "SORTABLE"]
-        for name in self.sortable_text:
-            schema += [name, "TEXT", "NOSTEM", "SORTABLE", "NOINDEX"]
+        schema = [arg for name in self.indexed() for arg in self.field_args(name)]
         schema += [VECTOR, "VECTOR", self.algorithm, len(params), *params]
         return [self.name, "ON", "HASH", "PREFIX", 1, self.prefix, "SCHEMA", *schema]
 
@@ -111,6 +120,14 @@ class ProjectLayout:
     def undo_key(self, annotator: str) -> str:
         """List of one annotator's undoable action ids, newest last."""
         return f"{self.namespace}undo:{annotator}"
+
+    def scores_key(self, kind: str, scope: str = "") -> str:
+        """Sorted set of mining scores (member: pool id or exemplar key) of ``kind`` over ``scope``."""
+        return f"{self.namespace}scores:{kind}" + (f":{scope}" if scope else "")
+
+    def retired_key(self, exemplar_key: str) -> str:
+        """Where a retired exemplar is kept (outside the index) so that retiring can be undone."""
+        return f"{self.namespace}retired:{exemplar_key}"
 
     def action_key(self, action_id: str) -> str:
         """Hash of one action: who, when, what, and the audit entries it wrote."""

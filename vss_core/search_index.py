@@ -15,8 +15,8 @@ import numpy as np
 import redis
 
 from .errors import IndexMismatch, SearchIncomplete, VSSError
-from .index_layout import (IndexLayout, as_text, create_index, exchange, guard, is_missing_index, read_layout,
-                           resp2, value_after)
+from .index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, guard, is_missing_index,
+                           read_layout, resp2, value_after)
 from .schema import DATA_TYPE, METRIC, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -93,6 +93,9 @@ class SearchIndex:
         if model and recorded and recorded != model:
             raise IndexMismatch(f"{where} was built with model '{recorded}' but the project uses '{model}'; "
                                 f"their vectors do not compare: use another redis.index or model '{recorded}'")
+        if recorded and set(self.schema.indexed()) - set(layout.fields):
+            add_missing_fields(self.client, self.schema, layout.fields)  # made by an older VSS
+            self._read_layout()
         return self.info()
 
     def recorded_model(self) -> str | None:
