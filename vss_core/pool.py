@@ -65,6 +65,8 @@ class PoolItem:
     version: int
     neighbors: tuple[tuple[str, str, float, str], ...]
     exemplar: str
+    flag: str = ""
+    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,13 @@ class PoolFilter:
     min_score: float | None = None
     max_score: float | None = None
     uncertain_only: bool = False
+    jobs: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
     def query(self) -> str:
         parts = []
-        for field, values in (("status", self.statuses), (TAG, self.labels), ("suggestion", self.suggestions)):
+        for field, values in (("status", self.statuses), (TAG, self.labels), ("suggestion", self.suggestions),
+                              ("job", self.jobs), ("flag", self.flags)):
             if values:
                 parts.append(f"@{field}:{{{' | '.join(escape_tag(v) for v in values)}}}")
         if self.min_score is not None or self.max_score is not None:
@@ -189,6 +194,19 @@ class PoolStore(SearchIndex):
         return out
 
     @guard
+    def vectors(self, ids: Sequence[str]):
+        """float32 vectors of pool images (a row of NaN where an id is missing)."""
+        import numpy as np
+
+        pipe = self.client.pipeline(transaction=False)
+        for id in ids:
+            pipe.hget(self.key_for(id), VECTOR)
+        dim = self.layout().dim or 0
+        rows = [np.frombuffer(raw, np.float32) if raw else np.full(dim, np.nan, np.float32)
+                for raw in (pipe.execute() if ids else [])]
+        return np.vstack(rows) if rows else np.zeros((0, dim), np.float32)
+
+    @guard
     def counts(self, field: str = "status") -> dict[str, int]:
         """Number of pool images per value of ``field`` (status, tag or suggestion)."""
         try:
@@ -242,11 +260,11 @@ class PoolStore(SearchIndex):
             margin=_num(f, "margin"), second=f.get("second", ""), uncertain=f.get("uncertain") == "1",
             label=f.get("label", ""), status=f.get("status", PREDICTED), annotator=f.get("annotator", ""),
             decided_at=f.get("decided_at", ""), model=f.get("model", ""), version=int(_num(f, "version")),
-            neighbors=neighbors, exemplar=f.get("exemplar", ""))
+            neighbors=neighbors, exemplar=f.get("exemplar", ""), flag=f.get("flag", ""), job=f.get("job", ""))
 
 
 _ITEM_FIELDS = ("source", "name", "suggestion", "share", "best", "margin", "second", "uncertain", "label",
-                "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar")
+                "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar", "flag", "job")
 
 _ADD_IF_NEW = """
 if redis.call('HSETNX', KEYS[1], 'status', 'predicted') == 0 then return 0 end
