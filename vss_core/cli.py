@@ -154,7 +154,7 @@ def cmd_predict(args) -> int:
     decisions = open_decisions(project, embedder.dim)
     with _ProgressBar(f"predict {project.name}") as bar:
         report = predict_paths(paths, embedder, decisions.exemplars, decisions.pool, top_n=args.top_n,
-                               threshold=threshold_of(project), progress=bar)
+                               threshold=threshold_of(project), progress=bar, job=_run_name())
     print(report.summary())
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
@@ -162,6 +162,13 @@ def cmd_predict(args) -> int:
         _write_sheet(args.out, decisions.pool, report.ids, COLUMNS, row)
         print(f"label sheet: {args.out}")
     return 1 if report.failed else 0
+
+
+def _run_name() -> str:
+    """The set a CLI prediction run's images belong to (anomalies are scored within a set)."""
+    from datetime import datetime
+
+    return "cli-" + datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _write_sheet(out: str, pool, ids, columns, row) -> None:

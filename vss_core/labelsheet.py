@@ -14,7 +14,7 @@ from .fastapi_compat import fastapi_result, write_result
 from .pool import PoolFilter, PoolItem, PoolStore
 from .search_index import Neighbor
 
-COLUMNS = ("path", "label", "score", "status", "share", "margin", "suggestion", "uncertain", "annotator",
+COLUMNS = ("path", "label", "score", "status", "share", "margin", "suggestion", "uncertain", "flag", "annotator",
            "time", "model", "id")
 PAGE = 1000
 
@@ -34,7 +34,7 @@ def row(item: PoolItem) -> dict:
     """One label-sheet row; ``score`` is the best cosine similarity of the label's neighbours."""
     return {"path": item.source, "label": item.label, "score": f"{item.best:.6f}", "status": item.status,
             "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
-            "uncertain": int(item.uncertain), "annotator": item.annotator, "time": item.decided_at,
+            "uncertain": int(item.uncertain), "flag": item.flag, "annotator": item.annotator, "time": item.decided_at,
             "model": item.model, "id": item.id}
 
 
@@ -57,13 +57,13 @@ def to_fastapi_json(pool: PoolStore, where: PoolFilter = PoolFilter()) -> dict:
 
 
 def write_csv(pool: PoolStore, output_path: str | Path, where: PoolFilter = PoolFilter(),
-              now: datetime | None = None) -> Path:
-    """Write the CSV label sheet under ``<output_path>/labels/`` and return its path."""
+              now: datetime | None = None, name: str = "labels") -> Path:
+    """Write the CSV sheet of ``where`` under ``<output_path>/<name>/`` and return its path."""
     stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
-    folder = Path(output_path) / "labels"
+    folder = Path(output_path) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"labels_{stamp}_{os.getpid()}.csv"
+        path = folder / f"{name}_{stamp}_{os.getpid()}.csv"
         path.write_bytes(to_csv(pool, where).encode("utf-8"))
     except OSError as exc:
         raise VSSError(f"cannot write the label sheet under {folder}: {exc.strerror or exc}") from exc

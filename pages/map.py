@@ -1,0 +1,30 @@
+"""Embedding map: exemplars and pool in 2-D, coloured by label, novelty or anomaly; select to review."""
+
+import streamlit as st
+
+from ui import map_view, mining_view, rare_view, resources, state
+from vss_core import mining, mining_jobs
+
+MAP_ID = "map_id"
+
+ctx = state.open_project()
+d = resources.decisions_for(ctx.project, ctx.embedder.dim)
+st.title("Embedding map")
+mining_view.show_flash()
+c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+method = c1.selectbox("Projection", mining.projections(), key="map_method")
+colour = c2.selectbox("Colour by", ["label", "novelty", "anomaly"], key="map_colour")
+if c3.button("Draw the map", type="primary", key="map_draw") or st.session_state.get(MAP_ID) is None:
+    with st.spinner("Projecting…"):
+        st.session_state[MAP_ID] = map_view.keep(map_view.build(d, method))
+points = map_view.cached(st.session_state.get(MAP_ID))
+if points is None or not points["rows"]:
+    st.info("Nothing to draw yet: load exemplars or predict some images.")
+    st.stop()
+picked = map_view.chart(points, colour)
+st.caption("Circles are exemplars, triangles pool images. Drag a box over pool images to review them.")
+if picked:
+    scored = [mining_jobs.Scored(id, 0.0) for id in picked[:200]]
+    selected = mining_view.pool_table(d, scored, "map_table", "—")
+    rare_view.set_actions(d, [item for item, _ in selected] or [i for i in d.pool.get(picked[:200]) if i],
+                          sorted(d.exemplars.label_counts()), key="map_sel")

@@ -1,0 +1,56 @@
+"""Exemplar self-audit: each suspect exemplar beside its nearest neighbours, with keep / relabel / retire."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import state
+from ui.review import flash
+from ui.thumbs import thumb_cache
+from vss_core.errors import VSSError
+from vss_core.exemplar_review import ExemplarReview
+from vss_core.index_layout import as_text
+from vss_core.schema import TAG, VECTOR
+
+FIELDS = ("label", TAG, "source", "audit", VECTOR)
+
+
+def _do(d, what: str, key: str, label: str | None = None) -> None:
+    review = ExemplarReview(d)
+    try:
+        if what == "relabel":
+            result = review.relabel([key], label or "", state.annotator())
+        else:
+            result = getattr(review, what)([key], state.annotator())
+        flash("success" if result.applied else "warning", f"{what}: {result.summary()}")
+    except VSSError as e:
+        flash("error", str(e))
+
+
+def row(d, scored, known: list[str], n_neighbors: int = 6) -> None:
+    """One suspect exemplar: thumbnail, label and score, its neighbours with their labels, actions."""
+    values = dict(zip(FIELDS, d.client.hmget(scored.member, FIELDS)))
+    if values[VECTOR] is None:
+        return  # retired or relabelled since it was scored
+    label = as_text(values["label"] or values[TAG]) or d.exemplars.split_key(scored.member)[0]
+    hits = d.exemplars.knn(np.frombuffer(values[VECTOR], np.float32), n_neighbors + 1)[0]
+    hits = [h for h in hits if h.key != scored.member][:n_neighbors]
+    blocked = not state.annotator()
+    with st.container(border=True):
+        cols = st.columns([1.3, *([1] * n_neighbors)])
+        cols[0].image(thumb_cache().get(as_text(values["source"])), width=120,
+                      caption=f"{label} · suspicion {scored.score:.2f}")
+        if values["audit"]:
+            cols[0].caption(as_text(values["audit"]))
+        for col, h in zip(cols[1:], hits):
+            col.image(thumb_cache().get(h.source), width=90,
+                      caption=("✓ " if h.label == label else "✗ ") + f"{h.label} · {h.score:.3f}")
+        key = scored.member
+        a, b, c, e = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
+        a.button("Keep", key=f"keep_{key}", disabled=blocked, on_click=_do, args=(d, "keep", key))
+        new = b.selectbox("Relabel to", [x for x in known if x != label], index=None, key=f"relabel_to_{key}",
+                          accept_new_options=True, placeholder="pick or type a label")
+        c.button("Relabel", key=f"relabel_{key}", disabled=blocked or not new, on_click=_do,
+                 args=(d, "relabel", key, new))
+        e.button("Retire", key=f"retire_{key}", disabled=blocked, on_click=_do, args=(d, "retire", key))

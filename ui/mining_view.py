@@ -1,0 +1,93 @@
+"""Widgets the mining pages share: start a scoring job, a score histogram with its threshold, a table of
+scored pool images with thumbnails and selection, and audited flag / label actions on a selection."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+from ui import jobview, resources, state
+from ui.review import flash, show_flash, thumb_uri
+from vss_core import mining_jobs
+from vss_core.decisions import Change
+from vss_core.errors import VSSError
+
+KIND = "mine"
+TITLES = {mining_jobs.NOVELTY: "novelty of the pool", mining_jobs.ANOMALY: "anomaly within a set",
+          mining_jobs.MISLABEL: "exemplar audit"}
+
+
+def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
+    """A button that scores ``what`` as a background job (one mining job per project at a time)."""
+    busy = any(j.active for j in jobview.jobs_to_show(ctx.project.name, KIND))
+    if st.button(f"Score {TITLES[what]}", key=f"mine_{what}", type="primary", disabled=busy,
+                 icon=":material/radar:"):
+        try:
+            worker = mining_jobs.mine_job(what, d, scope, k)
+            resources.job_registry().start(KIND, worker, project=ctx.project.name, what=what, scope=scope,
+                                           label=f"{TITLES[what]}{' of ' + scope if scope else ''}",
+                                           added_by=state.annotator())
+            st.rerun()
+        except VSSError as e:
+            st.error(str(e))
+    jobview.panel(ctx.project.name, KIND, on_resume=lambda snap: _resume(ctx, d, snap))
+
+
+def _resume(ctx, d, snap) -> None:
+    worker = mining_jobs.mine_job(snap.meta["what"], d, snap.meta.get("scope", ""))
+    resources.job_registry().start(KIND, worker, project=ctx.project.name, **dict(snap.meta))
+
+
+def histogram(scores: np.ndarray, threshold: float, title: str) -> None:
+    """Histogram of ``scores`` with a red rule at ``threshold``."""
+    if not len(scores):
+        return
+    counts, edges = np.histogram(scores, bins=min(40, max(5, len(scores) // 5)))
+    data = [{"from": float(a), "to": float(b), "images": int(n)} for a, b, n in zip(edges[:-1], edges[1:], counts)]
+    bars = alt.Chart(alt.Data(values=data)).mark_bar(color="#0b6e99").encode(
+        x=alt.X("from:Q", title=title, scale=alt.Scale(zero=False)), x2="to:Q",
+        y=alt.Y("images:Q", title="images"), y2=alt.datum(0))
+    rule = alt.Chart(alt.Data(values=[{"t": threshold}])).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
+        x="t:Q")
+    st.altair_chart((bars + rule).properties(height=150), width="stretch")
+
+
+def pool_table(d, scored: list, key: str, score_name: str = "score") -> list:
+    """Scored pool images as a table with thumbnails; returns the selected (item, score) pairs."""
+    items = d.pool.get([s.member for s in scored])
+    rows = [(i, s.score) for i, s in zip(items, scored) if i is not None]
+    if not rows:
+        return []
+    cfg = st.column_config
+    event = st.dataframe(
+        [{"image": thumb_uri(i.source), "file": i.name, score_name: score, "suggestion": i.suggestion,
+          "label": i.label, "status": i.status, "flag": i.flag} for i, score in rows],
+        key=key, on_select="rerun", selection_mode="multi-row", hide_index=True, row_height=64,
+        height=min(640, 64 * len(rows) + 40),
+        column_config={"image": cfg.ImageColumn("image", width="small"),
+                       score_name: cfg.NumberColumn(score_name, format="%.4f")})
+    return [rows[i] for i in event.selection.rows] if event else []
+
+
+def act(d, changes: list[Change], kind: str) -> None:
+    """Apply ``changes`` as one audited, undoable action and say what happened."""
+    try:
+        result = d.apply(changes, state.annotator(), kind=kind)
+        flash("success" if not result.refused else "warning", f"{kind}: {result.summary()}")
+    except VSSError as e:
+        flash("error", str(e))
+
+
+def undo_button(d, key: str) -> None:
+    def undo():
+        try:
+            flash("success", f"Undone: {d.undo(state.annotator()).summary()}")
+        except VSSError as e:
+            flash("error", str(e))
+
+    st.button("Undo my last action", key=key, icon=":material/undo:", on_click=undo,
+              disabled=not d.can_undo(state.annotator()))
+
+
+__all__ = ["start", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]
