@@ -187,8 +187,8 @@ def test_websocket_streams_pending_then_the_result(api):
 def test_error_bodies_are_fastapi_vss_s(api):
     one = query_files()[:1]
     cases = {
-        f"/knn/3/nowhere": {"error": "Invalid project name nowhere"},
-        f"/embed/nowhere": {"error": "Invalid project name nowhere"},
+        "/knn/3/nowhere": {"error": "Invalid project name nowhere"},
+        "/embed/nowhere": {"error": "Invalid project name nowhere"},
         f"/knn/0/{PROJECT}": {"error": "Please provide a valid top_n value greater than 0"},
     }
     for path, expected in cases.items():

@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,6 +32,10 @@ import redis
 
 from vss_core.errors import JobError, VSSError
 from vss_core.jobboard import JobBoard
+from vss_core.jobstate import (
+    ACTIVE_STATES, CANCELLED, DONE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
+    JobSnapshot, snapshot_of, to_record,
+)
 
 __all__ = [
     "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",
@@ -42,64 +45,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-INTERRUPTED = "interrupted"  # its owning process stopped sending heartbeats
-ACTIVE_STATES = frozenset({QUEUED, RUNNING})
-FINAL_STATES = frozenset({DONE, FAILED, CANCELLED, INTERRUPTED})
-EXCLUSIVE_KINDS = frozenset({"load", "predict", "mine"})
-
 _RATE_WINDOW_S = 15.0
 
 
 class JobCancelled(Exception):
     """Raised inside a worker by :meth:`Progress.check` once the job is cancelled."""
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """What a job looked like at one moment; never changes after it is made."""
-
-    id: str
-    kind: str
-    project: str | None
-    state: str
-    done: int
-    total: int | None
-    rate: float | None          # items per second over the recent window
-    eta_s: float | None         # seconds left at that rate, when the total is known
-    errors: tuple[tuple[str, str], ...]
-    message: str
-    started_at: float | None    # epoch seconds
-    finished_at: float | None
-    result: Any = None
-    created_at: float = 0.0
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    owner: str = ""             # "host:pid" of the process running it, for jobs of other processes
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def eta(self) -> float | None:
-        return self.eta_s
-
-    @property
-    def fraction(self) -> float | None:
-        """done / total clipped to [0, 1]; None while the total is unknown."""
-        if not self.total:
-            return 1.0 if self.state == DONE else None
-        return max(0.0, min(1.0, self.done / self.total))
-
-    @property
-    def elapsed_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
 
 
 class _Job:
@@ -123,6 +73,7 @@ class _Job:
         self.samples: deque[tuple[float, int]] = deque()
         self.thread: threading.Thread | None = None
         self.board: JobBoard | None = None
+        self.publish_lock = threading.Lock()
 
     def rate(self, now: float) -> float | None:
         """Items per second: over the recent window while running, overall once finished."""
@@ -350,10 +301,14 @@ class JobRegistry:
             return self._boards.setdefault(project, JobBoard(client, project))
 
     def _publish(self, job: _Job) -> None:
-        if job.board is not None:
+        """Write the job's record; snapshots are taken and written in one order, so a heartbeat
+        racing the final state change can never leave an older state on the board."""
+        if job.board is None:
+            return
+        with job.publish_lock:
             with self._lock:
                 snap = job.snapshot()
-            job.board.publish(_record(snap), finished=snap.finished)
+            job.board.publish(to_record(snap), finished=snap.finished)
 
     def _ended(self, job: _Job) -> None:
         self._publish(job)
@@ -458,27 +413,3 @@ def _busy(job: _Job, other_id: str, meta: Mapping, where: str) -> str:
     who = f" by {meta['added_by']}" if meta.get("added_by") else ""
     return (f"A {job.kind} job is already running for project '{job.project}': job {other_id}"
             f"{' (' + str(what) + ')' if what else ''}{who} in {where}. Wait for it or cancel it first.")
-
-
-def _record(snap: JobSnapshot) -> dict:
-    return {"id": snap.id, "kind": snap.kind, "project": snap.project, "state": snap.state,
-            "done": snap.done, "total": snap.total, "rate": snap.rate, "eta_s": snap.eta_s,
-            "errors": [list(e) for e in snap.errors], "message": snap.message,
-            "started_at": snap.started_at, "finished_at": snap.finished_at, "result": snap.result,
-            "created_at": snap.created_at, "meta": dict(snap.meta)}
-
-
-def snapshot_of(record: Mapping) -> JobSnapshot:
-    """A job of another process, from its board record; ``interrupted`` once its owner went quiet."""
-    state = INTERRUPTED if JobBoard.stale(record) else record["state"]
-    message = record.get("message") or ""
-    if state == INTERRUPTED:
-        message = f"Interrupted: its process ({record.get('owner', '?')}) stopped."
-    return JobSnapshot(
-        id=record["id"], kind=record["kind"], project=record.get("project"), state=state,
-        done=int(record.get("done") or 0), total=record.get("total"), rate=record.get("rate"),
-        eta_s=record.get("eta_s") if state in ACTIVE_STATES else None,
-        errors=tuple(tuple(e) for e in record.get("errors") or ()), message=message,
-        started_at=record.get("started_at"), finished_at=record.get("finished_at"),
-        result=record.get("result"), created_at=float(record.get("created_at") or 0.0),
-        meta=MappingProxyType(dict(record.get("meta") or {})), owner=record.get("owner", ""))
