@@ -98,16 +98,29 @@ def redis_tcp(root: Path):
 
 @contextmanager
 def process(args, env, cwd, log: Path):
+    """A server in its own process group, ended with its children (fastapi-vss's worker spawns one)."""
+    import signal
+
     with open(log, "w") as out:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         yield proc
     finally:
-        proc.terminate()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(10)
+                time.sleep(0.5)  # let the group's children go too
+            except subprocess.TimeoutExpired:
+                continue
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
+        except ProcessLookupError:
+            pass
 
 
 def wait_up(url: str, proc, log: Path, limit: float = 120) -> None:
