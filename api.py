@@ -150,6 +150,12 @@ async def ws_predict_job(websocket: WebSocket, job_id: str, project: str):
         await _stream_job(websocket, job_id, project)
     except WebSocketDisconnect:
         return
+    except Exception as e:  # noqa: BLE001 - tell the client, as fastapi-vss does, then close
+        log.exception("websocket for job %s of %s", job_id, project)
+        try:
+            await websocket.send_json({"status": "error", "message": str(e)})
+        except Exception:  # noqa: BLE001 - the client is gone
+            pass
     finally:
         try:
             await websocket.close()

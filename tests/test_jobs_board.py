@@ -103,3 +103,28 @@ def test_a_job_whose_process_died_reads_interrupted_with_its_meta(embedded_redis
     snap = reader.jobs("p1")[0]
     assert snap.meta["path"] == "/data/fish" and snap.finished and not snap.active
     assert str(owner.pid) in snap.message
+
+
+def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env, monkeypatch):
+    """A load published by another process that went quiet reads 'interrupted'; Resume reruns it here."""
+    from tests.test_app import EXEMPLARS, open_app, run_until
+    from vss_core.config import load_projects
+    from vss_core.jobboard import JobBoard
+    from vss_core.redis_server import connect
+    from vss_core.store import connect_store
+
+    project = load_projects(app_env.config).get("gamma")
+    client = connect(project)
+    connect_store(project).client.flushall()
+    meta = {"source": "folder", "path": str(app_env.exemplars), "label": "folder exemplars", "added_by": "ann"}
+    JobBoard(client, "gamma").publish({"id": "deadbeef0001", "kind": "load", "project": "gamma", "state": "running",
+                                       "done": 5, "total": 18, "created_at": time.time(), "meta": meta},
+                                      finished=False)
+    monkeypatch.setattr(jobboard, "STALE_S", 0.2)
+    time.sleep(0.3)
+    at = open_app("gamma", annotator="tester", page=EXEMPLARS)
+    lines = [m.value for m in at.markdown if "**Load**" in m.value]
+    assert lines and "folder exemplars by ann — interrupted" in lines[0]
+    at.button(key="resume_deadbeef0001").click().run()
+    run_until(at, lambda a: any("**Load**" in m.value and "by tester — done" in m.value for m in a.markdown))
+    assert {m.label: m.value for m in at.metric}["Exemplars"] == "18"

@@ -149,9 +149,10 @@ class Service:
     # -- listings ------------------------------------------------------------
     def ids(self, name: str, limit: int = IDS_LIMIT) -> dict:
         """Up to ``limit`` exemplar ids and their labels: ``{"ids": [...], "classes": [...]}``."""
-        from vss_core.store import connect_store
+        from vss_core.store import VectorStore
 
-        store = connect_store(self.projects[name])
+        target = self.projects[name].redis
+        store = VectorStore(self.client(name), target.index, target.prefix)
         ids, classes = [], []
         for label in sorted(store.label_counts()):
             for exemplar in store.exemplars(label, limit=limit - len(ids)):
