@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 APP_STAMP := $(VENV)/.app-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test bench clean
+.PHONY: run serve test bench clean
 
 run: $(APP_STAMP)
 	$(VENV)/bin/streamlit run app.py
+
+# fastapi-vss's REST API from the same engine (see README "REST API")
+serve: $(APP_STAMP)
+	$(VENV)/bin/uvicorn api:app --host 127.0.0.1 --port 8000
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest

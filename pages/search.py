@@ -4,13 +4,14 @@ import time
 
 import streamlit as st
 
-from ui import gallery, inputs, resources, state
+from ui import gallery, inputs, jobview, resources, state
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import write_result
 from vss_core.search import search
 
 RESULT_ID = "search_result_id"
+REST_KINDS = ("knn", "embed")
 
 ctx = state.open_project()
 st.title("Search")
@@ -61,3 +62,5 @@ if entry is not None and entry[3] == project.name:
     results, sources, took, _, saved = entry
     st.caption(f"Search took {took:.2f} s. fastapi-vss JSON saved to `{saved}`.")
     gallery.render(results, sources, key=st.session_state[RESULT_ID][:8])
+
+jobview.panel(project.name, REST_KINDS)  # requests to the REST API (api.py) for this project

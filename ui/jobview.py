@@ -5,11 +5,18 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import resources
-from vss_core.jobs import CANCELLED, DONE, FAILED
+from vss_core.jobs import CANCELLED, DONE, FAILED, INTERRUPTED
 
 POLL_S = 0.5
 _ICONS = {DONE: ":material/check_circle:", FAILED: ":material/error:",
-          CANCELLED: ":material/cancel:"}
+          CANCELLED: ":material/cancel:", INTERRUPTED: ":material/pause_circle:"}
+KIND_TEXTS = {"load": "Load", "predict": "Predict", "mine": "Mine",
+              "knn": "KNN (REST)", "embed": "Embed (REST)"}
+RESUMABLE = (CANCELLED, FAILED, INTERRUPTED)
+
+
+def kind_text(kind: str) -> str:
+    return KIND_TEXTS.get(kind, kind.title())
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -38,7 +45,8 @@ def render_snapshot(snap, on_resume=None) -> None:
     """One job: what it loads, a bar with done / total, rate and ETA, errors, controls."""
     with st.container(border=True):
         who = f" by {snap.meta.get('added_by')}" if snap.meta.get("added_by") else ""
-        head = f"**Load** {snap.meta.get('label', '')}{who} — {snap.state}"
+        where = f" (in {snap.owner})" if snap.owner else ""
+        head = f"**{kind_text(snap.kind)}** {snap.meta.get('label', '')}{who} — {snap.state}{where}"
         st.markdown(f"{_ICONS.get(snap.state, ':material/sync:')} {head}")
         st.progress(snap.fraction or 0.0, text=progress_text(snap))
         if snap.message:
@@ -46,24 +54,28 @@ def render_snapshot(snap, on_resume=None) -> None:
         if snap.state == FAILED:
             st.error(snap.message or "The job failed.")
         if snap.errors:
-            with st.expander(f"{len(snap.errors)} file(s) not loaded", expanded=not snap.active):
+            with st.expander(f"{len(snap.errors)} file(s) failed", expanded=not snap.active):
                 st.dataframe([{"file": f, "reason": r} for f, r in snap.errors],
                              hide_index=True, width="stretch")
         registry = resources.job_registry()
         if snap.active:
             if st.button("Cancel", key=f"cancel_{snap.id}", icon=":material/stop:"):
-                registry.cancel(snap.id)
+                registry.cancel(snap.id, project=snap.project)
                 st.rerun(scope="fragment")
-        elif snap.state in (CANCELLED, FAILED) and on_resume is not None:
-            if st.button("Resume (skips what is loaded)", key=f"resume_{snap.id}",
+        elif snap.state in RESUMABLE and on_resume is not None:
+            if st.button("Resume (skips what is done)", key=f"resume_{snap.id}",
                          icon=":material/play_arrow:"):
                 on_resume(snap)
                 st.rerun()
 
 
-def jobs_to_show(project: str, kind: str) -> list:
-    """Running jobs of the project (from the shared registry), else its latest finished one."""
-    jobs = resources.job_registry().jobs(project=project, kind=kind)
+def jobs_to_show(project: str, kind) -> list:
+    """Running jobs of the project (this process's and, through Redis, others'), else its latest one.
+
+    ``kind`` is one job kind or several.
+    """
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    jobs = [j for j in resources.job_registry().jobs(project=project) if j.kind in kinds]
     active = [j for j in jobs if j.active]
     return active or jobs[:1]
 
@@ -78,7 +90,7 @@ def panel(project: str, kind: str, on_resume=None) -> None:
     @st.fragment(run_every=POLL_S if polling else None)
     def _live():
         registry = resources.job_registry()
-        snaps = [registry.get(s.id) or s for s in shown]
+        snaps = [registry.get(s.id, project=s.project) or s for s in shown]
         for snap in snaps:
             render_snapshot(snap, on_resume)
         if polling and not any(s.active for s in snaps):

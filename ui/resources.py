@@ -24,8 +24,14 @@ PROJECTS_TTL_S = 30
 
 @st.cache_resource(show_spinner=False)
 def job_registry() -> JobRegistry:
-    """The one job registry of this server: a reload or a second tab sees the same jobs."""
-    return JobRegistry()
+    """The one job registry of this server: a reload or a second tab sees the same jobs, and
+    through each project's Redis (its job board) so do other processes such as the REST API."""
+    return JobRegistry(boards=_board_client)
+
+
+def _board_client(name: str):
+    project = projects().projects.get(name)
+    return client_for(project) if project is not None else None
 
 
 @st.cache_resource(ttl=PROJECTS_TTL_S, show_spinner=False)

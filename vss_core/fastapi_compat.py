@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 from vss_core.errors import VSSError
 
-__all__ = ["SCORE_DECIMALS", "fastapi_result", "distance", "write_result", "embed_result"]
+__all__ = ["SCORE_DECIMALS", "fastapi_result", "distance", "write_result", "embed_result", "job_status"]
 
 SCORE_DECIMALS = 4
 _WRITTEN_KEYS = ("filenames", "predictions", "scores", "ids")
@@ -95,3 +95,13 @@ def _write_new(folder: Path, stamp: datetime, payload: Mapping) -> Path:
             f.write(text)
         return path
     raise FileExistsError(f"{folder}: no free result file name for {stamp.isoformat()}")
+
+
+def job_status(snap) -> dict:
+    """fastapi-vss's answer to a job poll: ``pending`` while it runs (whatever its progress),
+    ``done`` with the result under ``result`` and, for aipipeline, ``results``, else ``failed``."""
+    if snap.state == "done":
+        return {"status": "done", "result": snap.result, "results": snap.result}
+    if snap.active:
+        return {"status": "pending"}
+    return {"status": "failed", "message": snap.message or snap.state}

@@ -7,6 +7,14 @@ objects, so a page can poll a job from a fragment without touching the worker's
 state.  The registry itself is meant to be held once per server process (the
 app keeps it in ``st.cache_resource``), so a page reload or a second tab finds
 the same jobs.  This module never imports streamlit.
+
+Across processes: given ``boards`` (project name -> that project's redis client,
+or None), the registry publishes its jobs of the project to the project's Redis
+(:mod:`vss_core.jobboard`, which names the keys) and lists other processes'
+jobs with its own; a job whose owner died reads ``interrupted``.  Kinds in
+``EXCLUSIVE_KINDS`` (load, predict, mine) run one at a time per project, across
+processes; other kinds -- the REST API's per-request knn and embed -- run side
+by side and are never refused.
 """
 
 from __future__ import annotations
@@ -17,74 +25,31 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+import redis
+
 from vss_core.errors import JobError, VSSError
+from vss_core.jobboard import JobBoard
+from vss_core.jobstate import (
+    ACTIVE_STATES, CANCELLED, DONE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
+    JobSnapshot, snapshot_of, to_record,
+)
 
 __all__ = [
-    "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "ACTIVE_STATES", "FINAL_STATES",
+    "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",
+    "EXCLUSIVE_KINDS",
     "JobCancelled", "JobSnapshot", "Progress", "JobRegistry",
 ]
 
 log = logging.getLogger(__name__)
-
-QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
-ACTIVE_STATES = frozenset({QUEUED, RUNNING})
-FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
 
 _RATE_WINDOW_S = 15.0
 
 
 class JobCancelled(Exception):
     """Raised inside a worker by :meth:`Progress.check` once the job is cancelled."""
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """What a job looked like at one moment; never changes after it is made."""
-
-    id: str
-    kind: str
-    project: str | None
-    state: str
-    done: int
-    total: int | None
-    rate: float | None          # items per second over the recent window
-    eta_s: float | None         # seconds left at that rate, when the total is known
-    errors: tuple[tuple[str, str], ...]
-    message: str
-    started_at: float | None    # epoch seconds
-    finished_at: float | None
-    result: Any = None
-    created_at: float = 0.0
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINAL_STATES
-
-    @property
-    def eta(self) -> float | None:
-        return self.eta_s
-
-    @property
-    def fraction(self) -> float | None:
-        """done / total clipped to [0, 1]; None while the total is unknown."""
-        if not self.total:
-            return 1.0 if self.state == DONE else None
-        return max(0.0, min(1.0, self.done / self.total))
-
-    @property
-    def elapsed_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
 
 
 class _Job:
@@ -107,6 +72,8 @@ class _Job:
         self.cancel_event = threading.Event()
         self.samples: deque[tuple[float, int]] = deque()
         self.thread: threading.Thread | None = None
+        self.board: JobBoard | None = None
+        self.publish_lock = threading.Lock()
 
     def rate(self, now: float) -> float | None:
         """Items per second: over the recent window while running, overall once finished."""
@@ -211,14 +178,21 @@ class JobRegistry:
     for); a :class:`VSSError` makes it ``failed`` with the error's message as
     is, any other exception ``failed`` with the type name in front.
     Finished jobs beyond ``keep_finished`` are forgotten, oldest first.
+    ``boards(project)`` gives the project's redis client for the job board (or
+    None); it is only called from the threads that start or read jobs.
     """
 
-    def __init__(self, keep_finished: int = 50):
+    def __init__(self, keep_finished: int = 50, boards: Callable[[str], Any] | None = None,
+                 heartbeat_s: float = 0.5):
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._order = itertools.count()
         self._seq: dict[str, int] = {}
         self._keep_finished = keep_finished
+        self._board_client = boards
+        self._boards: dict[str, JobBoard] = {}
+        self._heartbeat_s = heartbeat_s
+        self._beating = False
 
     # -- starting and running ------------------------------------------------
     def start(self, kind: str, fn: Callable[[Progress], Any], project: str | None = None,
@@ -227,25 +201,53 @@ class JobRegistry:
             raise JobError(f"Job '{kind}' cannot start: its worker is not callable.")
         job_id = uuid.uuid4().hex[:12]
         job = _Job(job_id, kind, project, meta)
+        job.board = self.board(project)
         job.thread = threading.Thread(target=self._run, args=(job, fn), daemon=True,
                                       name=f"vss-job-{kind}-{job_id}")
         with self._lock:
+            self._check_exclusive(job)
             self._jobs[job_id] = job
             self._seq[job_id] = next(self._order)
             self._prune()
+        self._publish(job)
         job.thread.start()
+        if job.board is not None:
+            self._start_heartbeat()
         return job_id
+
+    def _check_exclusive(self, job: _Job) -> None:
+        """Refuse a second running job of an exclusive kind in one project, here or elsewhere."""
+        if job.kind not in EXCLUSIVE_KINDS or job.project is None:
+            return
+        for other in self._jobs.values():
+            if other.kind == job.kind and other.project == job.project and other.state in ACTIVE_STATES:
+                raise JobError(_busy(job, other.id, other.meta, "this process"))
+        if job.board is None:
+            return
+        try:
+            holder = job.board.acquire(job.kind, job.id)
+        except redis.RedisError as e:
+            raise JobError(f"{job.kind.title()} job of project '{job.project}' cannot start: "
+                           f"its Redis did not answer ({e}).") from e
+        if holder is not None:
+            record = job.board.record(holder) or {}
+            raise JobError(_busy(job, holder, record.get("meta") or {}, record.get("owner") or "?"))
 
     def _run(self, job: _Job, fn: Callable[[Progress], Any]) -> None:
         progress = Progress(self, job)
         with self._lock:
-            if job.cancel_event.is_set():
+            early = job.cancel_event.is_set()
+            if early:
                 job.state, job.finished_at = CANCELLED, time.time()
                 job.message = job.message or "Cancelled before it started."
-                return
-            job.state = RUNNING
-            job.started_at = time.time()
-            job.samples.append((time.monotonic(), 0))
+            else:
+                job.state = RUNNING
+                job.started_at = time.time()
+                job.samples.append((time.monotonic(), 0))
+        if early:
+            self._ended(job)
+            return
+        self._publish(job)
         try:
             result = fn(progress)
         except JobCancelled:
@@ -268,6 +270,7 @@ class JobRegistry:
             if message is not None:
                 job.message = message
             job.finished_at = time.time()
+        self._ended(job)
 
     def _prune(self) -> None:
         finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
@@ -278,6 +281,63 @@ class JobRegistry:
                 del self._jobs[j.id]
                 del self._seq[j.id]
 
+    # -- the job board (other processes) ---------------------------------------
+    def board(self, project: str | None) -> JobBoard | None:
+        """The project's job board, or None (no ``boards`` hook, or its Redis is unreachable)."""
+        if project is None or self._board_client is None:
+            return None
+        with self._lock:
+            found = self._boards.get(project)
+        if found is not None:
+            return found
+        try:
+            client = self._board_client(project)
+        except VSSError as e:
+            log.warning("no job board for %s: %s", project, e)
+            return None
+        if client is None:
+            return None
+        with self._lock:
+            return self._boards.setdefault(project, JobBoard(client, project))
+
+    def _publish(self, job: _Job) -> None:
+        """Write the job's record; snapshots are taken and written in one order, so a heartbeat
+        racing the final state change can never leave an older state on the board."""
+        if job.board is None:
+            return
+        with job.publish_lock:
+            with self._lock:
+                snap = job.snapshot()
+            job.board.publish(to_record(snap), finished=snap.finished)
+
+    def _ended(self, job: _Job) -> None:
+        self._publish(job)
+        if job.board is not None and job.kind in EXCLUSIVE_KINDS:
+            job.board.release(job.kind, job.id)
+
+    def _start_heartbeat(self) -> None:
+        with self._lock:
+            if self._beating:
+                return
+            self._beating = True
+        threading.Thread(target=self._heartbeat, daemon=True, name="vss-job-heartbeat").start()
+
+    def _heartbeat(self) -> None:
+        """Every ``heartbeat_s``: publish running jobs, renew their locks, pick up cancels."""
+        while True:
+            with self._lock:
+                running = [j for j in self._jobs.values() if j.board is not None and j.state in ACTIVE_STATES]
+                if not running:
+                    self._beating = False
+                    return
+            for job in running:
+                self._publish(job)
+                if job.kind in EXCLUSIVE_KINDS:
+                    job.board.renew(job.kind, job.id)
+                if job.board.cancel_requested(job.id) and not job.cancel_event.is_set():
+                    self.cancel(job.id)
+            time.sleep(self._heartbeat_s)
+
     # -- reading -------------------------------------------------------------
     def _get(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id)
@@ -285,41 +345,59 @@ class JobRegistry:
             raise JobError(f"No job with id '{job_id}' (it may have finished long ago and been forgotten).")
         return job
 
-    def snapshot(self, job_id: str) -> JobSnapshot:
-        with self._lock:
-            return self._get(job_id).snapshot()
+    def snapshot(self, job_id: str, project: str | None = None) -> JobSnapshot:
+        snap = self.get(job_id, project)
+        if snap is None:
+            raise JobError(f"No job with id '{job_id}' (it may have finished long ago and been forgotten).")
+        return snap
 
-    def get(self, job_id: str | None) -> JobSnapshot | None:
-        """Like :meth:`snapshot` but None for an unknown id."""
+    def get(self, job_id: str | None, project: str | None = None) -> JobSnapshot | None:
+        """A job's snapshot, from this process or (given its project) from the board; None if unknown."""
         if not job_id:
             return None
         with self._lock:
             job = self._jobs.get(job_id)
-            return job.snapshot() if job else None
+            if job is not None:
+                return job.snapshot()
+        board = self.board(project)
+        record = board.record(job_id) if board is not None else None
+        return snapshot_of(record) if record else None
 
     def jobs(self, project: str | None = None, kind: str | None = None,
              active: bool | None = None) -> list[JobSnapshot]:
-        """Snapshots of the jobs, newest first, optionally filtered."""
+        """Snapshots of the jobs, newest first, optionally filtered; a project's include other processes'."""
         with self._lock:
             chosen = [j for j in self._jobs.values()
                       if (project is None or j.project == project)
                       and (kind is None or j.kind == kind)]
             chosen.sort(key=lambda j: self._seq[j.id], reverse=True)
             snaps = [j.snapshot() for j in chosen]
+            mine = set(self._jobs)
+        board = self.board(project)
+        if board is not None:
+            others = [snapshot_of(r) for r in board.records()
+                      if r["id"] not in mine and (kind is None or r.get("kind") == kind)]
+            snaps = sorted(snaps + others, key=lambda s: s.created_at, reverse=True)
         if active is not None:
             snaps = [s for s in snaps if s.active == active]
         return snaps
 
     # -- control -------------------------------------------------------------
-    def cancel(self, job_id: str) -> bool:
-        """Ask a job to stop; True when it was still queued or running."""
+    def cancel(self, job_id: str, project: str | None = None) -> bool:
+        """Ask a job to stop (here, or through the board in the process running it);
+        True when it was still queued or running."""
         with self._lock:
-            job = self._get(job_id)
-            if job.state in FINAL_STATES:
-                return False
-            job.cancel_event.set()
-            job.message = "Cancelling…"
-            return True
+            job = self._jobs.get(job_id)
+            if job is not None:
+                if job.state in FINAL_STATES:
+                    return False
+                job.cancel_event.set()
+                job.message = "Cancelling…"
+                return True
+        board = self.board(project)
+        if board is None or board.record(job_id) is None:
+            self._get(job_id)  # raises JobError naming the id
+        return board.request_cancel(job_id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
         """Block until the job has finished (or ``timeout`` passes); return its snapshot."""
@@ -328,3 +406,10 @@ class JobRegistry:
         if thread is not None:
             thread.join(timeout)
         return self.snapshot(job_id)
+
+
+def _busy(job: _Job, other_id: str, meta: Mapping, where: str) -> str:
+    what = meta.get("label") or meta.get("path") or ""
+    who = f" by {meta['added_by']}" if meta.get("added_by") else ""
+    return (f"A {job.kind} job is already running for project '{job.project}': job {other_id}"
+            f"{' (' + str(what) + ')' if what else ''}{who} in {where}. Wait for it or cancel it first.")

@@ -109,6 +109,11 @@ def search(embedder, store, sources: Sequence, top_n: int = 5,
     names = list(names) if names is not None else [_name(s) for s in sources]
     embedded = embedder.embed(list(sources))
     neighbor_lists = store.knn(embedded.vectors, top_n) if len(embedded.ok) else []
+    return assemble(names, embedded, neighbor_lists, top_n)
+
+
+def assemble(names: Sequence[str], embedded, neighbor_lists: Sequence, top_n: int) -> SearchResults:
+    """Results for ``names`` from an :class:`EmbedResult` and the neighbours of its vectors."""
     by_index = dict(zip(embedded.ok, neighbor_lists))
     errors = {e.index: e.reason for e in embedded.errors}
     results = []

@@ -1,0 +1,182 @@
+"""fastapi-vss's REST API served from VSS's engine: ``uvicorn api:app`` (``make serve``).
+
+Same paths, status codes and response shapes as fastapi-vss (errors are HTTP 200
+with an ``{"error": ...}`` body; only malformed requests get 422), plus
+OpenAPI at ``/docs``, Prometheus at ``/metrics``, CORS from
+``FASTAPI_VSS_CORS_ORIGINS`` and an optional bearer token from ``VSS_API_TOKEN``
+for the endpoints that start work.  Every endpoint is a thin call into vss_core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+from typing import List
+
+from fastapi import Depends, FastAPI, File, HTTPException, UploadFile, WebSocket, WebSocketDisconnect, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from vss_core.errors import VSSError
+from vss_core.fastapi_compat import job_status
+from vss_core.service import Service, Upload, gpu_memory
+
+log = logging.getLogger("vss.api")
+
+__version__ = "1.0.0"
+TOKEN_ENV = "VSS_API_TOKEN"
+CORS_ENV = "FASTAPI_VSS_CORS_ORIGINS"
+WS_PENDING_EVERY_S = 0.5   # a websocket hears "pending" this often; "done" as soon as it is
+WS_MAX_WAIT_S = 300
+
+app = FastAPI(title=f"VSS API version {__version__}", version=__version__,
+              description="fastapi-vss's vector similarity search API, served by VSS's engine.")
+_origins = [o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip()]
+if _origins:
+    app.add_middleware(CORSMiddleware, allow_origins=_origins, allow_credentials=True,
+                       allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
+Instrumentator().instrument(app).expose(app)
+
+service = Service()
+for _error in service.config_errors:
+    log.warning("config: %s", _error)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """When VSS_API_TOKEN is set, the request must carry ``Authorization: Bearer <it>``."""
+    expected = os.environ.get(TOKEN_ENV)
+    if not expected:
+        return
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing or wrong bearer token.",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _invalid(project: str) -> dict | None:
+    return None if project in service.projects else {"error": f"Invalid project name {project}"}
+
+
+def _too_many(files: list) -> dict | None:
+    if len(files) > service.batch_size:
+        return {"error": f"Images should be less than batch size {service.batch_size}"}
+    return None
+
+
+async def _uploads(files: List[UploadFile]) -> list[Upload]:
+    return [Upload(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
+
+
+@app.get("/")
+async def root():
+    return {"message": f"Welcome to VSS's fastapi-vss API version {__version__}"}
+
+
+@app.get("/health", status_code=status.HTTP_200_OK)
+async def health():
+    return {"status": "ok", "version": __version__}
+
+
+@app.get("/gpu-memory")
+def gpu_memory_endpoint():
+    return gpu_memory()
+
+
+@app.get("/projects")
+async def projects():
+    return {"projects": list(service.projects)}
+
+
+@app.get("/ids/{project}")
+def ids(project: str):
+    """The first 100 exemplar ids of the project and their labels (``classes``)."""
+    try:
+        return _invalid(project) or service.ids(project)
+    except VSSError as e:
+        return {"error": f"Error getting ids: {e}"}
+
+
+@app.post("/knn/{top_n}/{project}", dependencies=[Depends(require_token)])
+async def knn(top_n: int, project: str, files: List[UploadFile] = File(...)):
+    """Start a job finding each image's ``top_n`` nearest exemplars; poll it with /predict/job."""
+    refused = _invalid(project) or _too_many(files)
+    if refused:
+        return refused
+    if top_n < 1:
+        return {"error": "Please provide a valid top_n value greater than 0"}
+    try:
+        job_id = await run_in_threadpool(service.start_knn, project, await _uploads(files), top_n)
+    except VSSError as e:
+        return {"error": f"Error predicting images: {e}"}
+    return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}
+
+
+@app.post("/embed/{project}", dependencies=[Depends(require_token)])
+async def embed(project: str, files: List[UploadFile] = File(...)):
+    """Start a job computing each image's embedding; poll it with /predict/job."""
+    refused = _invalid(project) or _too_many(files)
+    if refused:
+        return refused
+    try:
+        job_id = await run_in_threadpool(service.start_embed, project, await _uploads(files))
+    except VSSError as e:
+        return {"error": f"Error getting embeddings: {e}"}
+    return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}
+
+
+@app.get("/predict/job/{job_id}/{project}")
+def predict_job(job_id: str, project: str):
+    """``pending`` while the job runs, ``done`` with ``result`` (and ``results``), or ``failed``."""
+    refused = _invalid(project)
+    if refused:
+        return refused
+    snap = service.job(project, job_id)
+    if snap is None:
+        return {"error": f"Job ID {job_id} does not exist in project {project}"}
+    return job_status(snap)
+
+
+@app.websocket("/ws/predict/job/{job_id}/{project}")
+async def ws_predict_job(websocket: WebSocket, job_id: str, project: str):
+    """Streams ``{"status": "pending"}`` every 0.5 s, then the final status as soon as the job ends."""
+    await websocket.accept()
+    try:
+        await _stream_job(websocket, job_id, project)
+    except WebSocketDisconnect:
+        return
+    except Exception as e:  # noqa: BLE001 - tell the client, as fastapi-vss does, then close
+        log.exception("websocket for job %s of %s", job_id, project)
+        try:
+            await websocket.send_json({"status": "error", "message": str(e)})
+        except Exception:  # noqa: BLE001 - the client is gone
+            pass
+    finally:
+        try:
+            await websocket.close()
+        except RuntimeError:  # already closed by the client
+            pass
+
+
+async def _stream_job(websocket: WebSocket, job_id: str, project: str) -> None:
+    if project not in service.projects:
+        await websocket.send_json({"status": "error", "message": f"Invalid project name {project}"})
+        return
+    end = time.monotonic() + WS_MAX_WAIT_S
+    while time.monotonic() < end:
+        snap = await run_in_threadpool(service.wait, project, job_id, WS_PENDING_EVERY_S)
+        if snap is None:
+            await websocket.send_json({"status": "error",
+                                       "message": f"Job ID {job_id} does not exist in project {project}"})
+            return
+        body = job_status(snap)
+        await websocket.send_json(body)
+        if body["status"] != "pending":
+            return
+        await asyncio.sleep(0)
+    await websocket.send_json({"status": "error", "message": "Timed out waiting for job"})

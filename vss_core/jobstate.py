@@ -1,0 +1,97 @@
+"""What a job looks like from outside: its states and the immutable :class:`JobSnapshot`.
+
+Shared by :mod:`vss_core.jobs` (which makes snapshots of its own jobs) and the job board
+(:mod:`vss_core.jobboard`, snapshots of other processes' jobs, as records in Redis).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = ["QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES",
+           "FINAL_STATES", "EXCLUSIVE_KINDS", "JobSnapshot", "to_record", "snapshot_of"]
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+INTERRUPTED = "interrupted"  # its owning process stopped sending heartbeats
+ACTIVE_STATES = frozenset({QUEUED, RUNNING})
+FINAL_STATES = frozenset({DONE, FAILED, CANCELLED, INTERRUPTED})
+EXCLUSIVE_KINDS = frozenset({"load", "predict", "mine"})
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What a job looked like at one moment; never changes after it is made."""
+
+    id: str
+    kind: str
+    project: str | None
+    state: str
+    done: int
+    total: int | None
+    rate: float | None          # items per second over the recent window
+    eta_s: float | None         # seconds left at that rate, when the total is known
+    errors: tuple[tuple[str, str], ...]
+    message: str
+    started_at: float | None    # epoch seconds
+    finished_at: float | None
+    result: Any = None
+    created_at: float = 0.0
+    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    owner: str = ""             # "host:pid" of the process running it, for jobs of other processes
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def eta(self) -> float | None:
+        return self.eta_s
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total clipped to [0, 1]; None while the total is unknown."""
+        if not self.total:
+            return 1.0 if self.state == DONE else None
+        return max(0.0, min(1.0, self.done / self.total))
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+
+
+
+def to_record(snap: JobSnapshot) -> dict:
+    """A snapshot as a JSON-able record for the job board."""
+    return {"id": snap.id, "kind": snap.kind, "project": snap.project, "state": snap.state,
+            "done": snap.done, "total": snap.total, "rate": snap.rate, "eta_s": snap.eta_s,
+            "errors": [list(e) for e in snap.errors], "message": snap.message,
+            "started_at": snap.started_at, "finished_at": snap.finished_at, "result": snap.result,
+            "created_at": snap.created_at, "meta": dict(snap.meta)}
+
+
+def snapshot_of(record: Mapping) -> JobSnapshot:
+    """A job of another process, from its board record; ``interrupted`` once its owner went quiet."""
+    from vss_core.jobboard import JobBoard
+
+    state = INTERRUPTED if JobBoard.stale(record) else record["state"]
+    message = record.get("message") or ""
+    if state == INTERRUPTED:
+        message = f"Interrupted: its process ({record.get('owner', '?')}) stopped."
+    return JobSnapshot(
+        id=record["id"], kind=record["kind"], project=record.get("project"), state=state,
+        done=int(record.get("done") or 0), total=record.get("total"), rate=record.get("rate"),
+        eta_s=record.get("eta_s") if state in ACTIVE_STATES else None,
+        errors=tuple(tuple(e) for e in record.get("errors") or ()), message=message,
+        started_at=record.get("started_at"), finished_at=record.get("finished_at"),
+        result=record.get("result"), created_at=float(record.get("created_at") or 0.0),
+        meta=MappingProxyType(dict(record.get("meta") or {})), owner=record.get("owner", ""))

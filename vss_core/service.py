@@ -1,0 +1,186 @@
+"""The engine behind the REST API (``api.py``): projects, their models and stores, and jobs.
+
+One :class:`Service` per server process.  It opens a project's embedder, store
+and :class:`~vss_core.batching.Batcher` on first use and keeps them; knn and
+embed requests become jobs of its :class:`~vss_core.jobs.JobRegistry`, which
+publishes them to the project's job board, so the Streamlit app shows them and
+any process over the same Redis can answer a poll.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from vss_core.batching import Batcher
+from vss_core.config import ProjectConfig, load_projects, settings
+from vss_core.errors import JobError, VSSError
+from vss_core.fastapi_compat import embed_result, write_result
+from vss_core.jobboard import FINISHED_TTL_S
+from vss_core.jobs import JobRegistry, JobSnapshot
+
+__all__ = ["Service", "Upload", "RESULT_TTL_S", "JOB_TIMEOUT_S"]
+
+# a finished job's result is gone after this (RQ's default result_ttl); VSS_RESULT_TTL_S overrides
+RESULT_TTL_S = float(os.environ.get("VSS_RESULT_TTL_S") or FINISHED_TTL_S)
+JOB_TIMEOUT_S = 120.0           # longest a request's batch may take before its job fails
+IDS_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: its name as the client sent it and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass
+class _Engine:
+    project: ProjectConfig
+    embedder: Any
+    store: Any
+    batcher: Batcher
+
+
+class Service:
+    """Projects from ``CONFIG_PATH`` and the jobs run on them; thread-safe."""
+
+    def __init__(self, config_dir=None):
+        found = load_projects(config_dir)
+        self.projects: dict[str, ProjectConfig] = found.projects
+        self.config_errors = found.errors
+        self.batch_size = settings().batch_size
+        self._lock = threading.Lock()
+        self._engines: dict[str, _Engine] = {}
+        self._embedders: dict[tuple, Any] = {}
+        self._clients: dict[str, Any] = {}
+        self.registry = JobRegistry(keep_finished=2000, boards=self.client)
+
+    # -- resources -----------------------------------------------------------
+    def client(self, name: str):
+        """The redis client of project ``name`` (started if embedded); None for an unknown one."""
+        project = self.projects.get(name)
+        if project is None:
+            return None
+        with self._lock:
+            if name not in self._clients:
+                from vss_core.redis_server import connect
+
+                self._clients[name] = connect(project)
+            return self._clients[name]
+
+    def engine(self, name: str) -> _Engine:
+        """The project's embedder, store and batcher, opened on first use."""
+        with self._lock:
+            found = self._engines.get(name)
+        if found is not None:
+            return found
+        from vss_core.embedder import Embedder
+        from vss_core.store import VectorStore
+
+        project = self.projects[name]
+        key = (project.model, project.device, project.batch_size)
+        with self._lock:
+            embedder = self._embedders.get(key)
+        if embedder is None:
+            embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+        store = VectorStore(self.client(name), project.redis.index, project.redis.prefix)
+        store.ensure_index(embedder.dim, project.index_algorithm, project.hnsw)
+        engine = _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
+        with self._lock:
+            self._embedders.setdefault(key, embedder)
+            return self._engines.setdefault(name, engine)
+
+    # -- jobs ----------------------------------------------------------------
+    def start_knn(self, name: str, uploads: Sequence[Upload], top_n: int) -> str:
+        """Start a knn job for the uploads; its result is fastapi-vss's payload (see fastapi_compat)."""
+        engine = self.engine(name)
+
+        def work(progress):
+            progress.set_total(len(uploads))
+            future = engine.batcher.search([u.data for u in uploads], [u.filename for u in uploads], top_n)
+            results = _wait(future, name)
+            progress.advance(len(uploads), errors=[(r.filename, r.error) for r in results.errors])
+            payload = results.to_fastapi_json()
+            payload["output_path"] = str(write_result(engine.project.output_path, payload))
+            return payload
+
+        return self.registry.start("knn", work, project=name, **_meta(uploads, f"top {top_n}"))
+
+    def start_embed(self, name: str, uploads: Sequence[Upload]) -> str:
+        """Start an embed job; its result is ``{"filenames", "embeddings", "errors"}``."""
+        engine = self.engine(name)
+
+        def work(progress):
+            progress.set_total(len(uploads))
+            embedded = _wait(engine.batcher.embed([u.data for u in uploads], [u.filename for u in uploads]), name)
+            errors = {uploads[e.index].filename: e.reason for e in embedded.errors}
+            progress.advance(len(uploads), errors=errors.items())
+            return embed_result([uploads[i].filename for i in embedded.ok], embedded.vectors, errors)
+
+        return self.registry.start("embed", work, project=name, **_meta(uploads, "embeddings"))
+
+    def job(self, name: str, job_id: str) -> JobSnapshot | None:
+        """The job's snapshot, from this process or the project's board; None once its result expired."""
+        snap = self.registry.get(job_id, project=name)
+        if snap is None or snap.project != name:
+            return None
+        if snap.finished and snap.finished_at and time.time() - snap.finished_at > RESULT_TTL_S:
+            return None
+        return snap
+
+    def wait(self, name: str, job_id: str, timeout: float) -> JobSnapshot | None:
+        """Like :meth:`job`, returning as soon as the job finishes or ``timeout`` passes."""
+        try:
+            self.registry.wait(job_id, timeout)
+        except JobError:  # another process's job: poll its board record
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                snap = self.job(name, job_id)
+                if snap is None or snap.finished:
+                    return snap
+                time.sleep(0.05)
+        return self.job(name, job_id)
+
+    # -- listings ------------------------------------------------------------
+    def ids(self, name: str, limit: int = IDS_LIMIT) -> dict:
+        """Up to ``limit`` exemplar ids and their labels: ``{"ids": [...], "classes": [...]}``."""
+        from vss_core.store import VectorStore
+
+        target = self.projects[name].redis
+        store = VectorStore(self.client(name), target.index, target.prefix)
+        ids, classes = [], []
+        for label in sorted(store.label_counts()):
+            for exemplar in store.exemplars(label, limit=limit - len(ids)):
+                ids.append(exemplar.id)
+                classes.append(exemplar.label)
+            if len(ids) >= limit:
+                break
+        return {"ids": ids, "classes": classes}
+
+
+def gpu_memory() -> dict:
+    """Used and total memory of GPU 0, or fastapi-vss's error when there is none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"error": "No GPU available"}
+    free, total = torch.cuda.mem_get_info(0)
+    return {"used_memory": int(total - free), "total_memory": int(total)}
+
+
+def _wait(future, name: str):
+    try:
+        return future.result(timeout=JOB_TIMEOUT_S)
+    except TimeoutError:
+        raise VSSError(f"Project '{name}': the model did not answer within {JOB_TIMEOUT_S:.0f} s.") from None
+
+
+def _meta(uploads: Sequence[Upload], what: str) -> dict:
+    first = uploads[0].filename if uploads else ""
+    more = f" +{len(uploads) - 1}" if len(uploads) > 1 else ""
+    return {"label": f"{len(uploads)} image(s), {what} ({first}{more})", "files": len(uploads)}
