@@ -80,6 +80,7 @@ class Service:
         if found is not None:
             return found
         from vss_core.embedder import Embedder
+        from vss_core.schema import layout_for
         from vss_core.store import VectorStore
 
         project = self.projects[name]
@@ -88,8 +89,8 @@ class Service:
             embedder = self._embedders.get(key)
         if embedder is None:
             embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
-        store = VectorStore(self.client(name), project.redis.index, project.redis.prefix)
-        store.ensure_index(embedder.dim, project.index_algorithm, project.hnsw)
+        store = VectorStore(self.client(name), layout_for(project).exemplars)
+        store.ensure_index(embedder.dim, model=project.model)
         engine = _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
         with self._lock:
             self._embedders.setdefault(key, embedder)
@@ -149,10 +150,10 @@ class Service:
     # -- listings ------------------------------------------------------------
     def ids(self, name: str, limit: int = IDS_LIMIT) -> dict:
         """Up to ``limit`` exemplar ids and their labels: ``{"ids": [...], "classes": [...]}``."""
+        from vss_core.schema import layout_for
         from vss_core.store import VectorStore
 
-        target = self.projects[name].redis
-        store = VectorStore(self.client(name), target.index, target.prefix)
+        store = VectorStore(self.client(name), layout_for(self.projects[name]).exemplars)
         ids, classes = [], []
         for label in sorted(store.label_counts()):
             for exemplar in store.exemplars(label, limit=limit - len(ids)):
