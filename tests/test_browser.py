@@ -143,8 +143,8 @@ def test_load_search_and_reload_mid_job(page, server, tmp_path):
     expect(pg).to_have_url(re.compile(r"annotator=e2e"))
 
     # exemplars: start a load of 1,200 images, reload mid-job, and watch the bar move
-    pg.get_by_role("link", name="Exemplars").click()
-    expect(pg.get_by_role("heading", name="Exemplars", exact=True)).to_be_visible()
+    pg.get_by_role("link", name="Exemplars").click()  # the page waits for the first model load
+    expect(pg.get_by_role("heading", name="Exemplars", exact=True)).to_be_visible(timeout=60_000)
     path_box = pg.get_by_role("textbox", name="Server folder")
     path_box.fill(str(slow))
     path_box.press("Enter")

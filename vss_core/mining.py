@@ -85,7 +85,7 @@ def mislabel_from_neighbors(labels_of_neighbors, sims: np.ndarray, own_labels: S
     of its k nearest OTHER labeled vectors (leave-one-out) whose label differs from its own.
 
     ``labels_of_neighbors[n, k]``: labels of the neighbours, best first; ``sims[n, k]``: their
-    cosine similarities (negative ones weigh 0); ``own_labels[n]``.  In [0, 1]; 0 when every
+    cosine similarities (negative ones weigh almost nothing); ``own_labels[n]``.  In [0, 1]; 0 when every
     neighbour agrees or there are none.
     """
     sims = _sims(sims)
