@@ -245,3 +245,66 @@ def test_review_with_the_keyboard_and_bulk_accept(page, server, app_setup, tmp_p
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from vss_core.config import load_projects
+    from vss_core.decisions import open_decisions
+    from vss_core.embedder import Embedder
+    from vss_core.loader import collect_folder, load_items
+    from vss_core.predict import collect_images, predict_paths
+
+    url, _, data = server
+    monkeypatch.setenv("VSS_DATA_DIR", str(data))
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    for k, label in enumerate(sorted(LABELS)):
+        for i in range(8):
+            label_image(label, seed=8000 + 100 * k + i).save(folder / f"{label}_{i}.jpg")
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (72, 96, 3), dtype=np.uint8)).save(
+            folder / f"zz_odd_{i}.png")
+    project = load_projects(app_setup.config).projects["gamma"]
+    embedder = Embedder(str(app_setup.model), device="cpu", batch_size=8)
+    d = open_decisions(project, embedder.dim)
+    load_items(collect_folder(app_setup.exemplars), embedder, d.exemplars)
+    predict_paths(collect_images(folder), embedder, d.exemplars, d.pool, job="e2e")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    pg = page
+
+    pg.goto(f"{url}/anomalies?project=gamma&annotator=e2e")
+    pg.get_by_role("button", name="Score anomaly within a set").click()
+    expect(pg.get_by_text("— done", exact=False)).to_be_visible(timeout=60_000)
+    expect(pg.get_by_text("image(s) above the threshold", exact=False)).to_be_visible()
+    grid = pg.locator('[data-testid="stDataFrame"]').last
+    box = grid.bounding_box()
+    pg.mouse.click(box["x"] + 12, box["y"] + 36 + 32)  # the first row's selection box
+    mark = pg.get_by_role("button", name="Mark anomaly (1)")
+    expect(mark).to_be_enabled(timeout=30_000)
+    mark.click()
+    expect(pg.get_by_text("1 image(s) marked as anomalies", exact=False)).to_be_visible(timeout=30_000)
+    _tall_screenshot(pg, shots / "1_anomaly_marked.png")
+
+    pg.get_by_role("link", name="Rare events").click()
+    pg.get_by_role("button", name="Score novelty of the pool").click()
+    expect(pg.get_by_text("Group 1", exact=False)).to_be_visible(timeout=60_000)
+    box = pg.get_by_role("textbox", name="…or a new class").first
+    box.fill("odd thing")
+    box.press("Enter")
+    create = pg.get_by_role("button", name="Create class").first
+    expect(create).to_be_visible(timeout=30_000)
+    create.click()
+    expect(pg.get_by_text("new class:", exact=False)).to_be_visible(timeout=30_000)
+    assert "odd thing" in d.exemplars.label_counts()
+    _tall_screenshot(pg, shots / "2_new_class.png")
+    pg.get_by_role("button", name="Undo my last action").click()
+    expect(pg.get_by_text("Undone:", exact=False)).to_be_visible(timeout=30_000)
+    assert "odd thing" not in d.exemplars.label_counts()
+    keep = os.environ.get("VSS_SCREENSHOTS")
+    if keep:
+        shutil.copytree(shots, keep, dirs_exist_ok=True)
