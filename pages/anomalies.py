@@ -2,19 +2,18 @@
 
 import streamlit as st
 
-from ui import mining_view, resources, state
+from ui import mining_view, state
 from vss_core import labelsheet, mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.pool import PoolFilter
 from vss_core.schema import ANOMALY, NORMAL
 
-ctx = state.open_project()
-d = resources.decisions_for(ctx.project, ctx.embedder.dim)
-st.title("Anomalies")
-mining_view.show_flash()
-st.caption("How odd each image is inside its own set (the images of one prediction run, or the whole pool): "
-           "its distance to its nearest neighbours in the set against theirs. Higher is odder.")
+ctx, d = mining_view.page(
+    "Anomalies",
+    "How odd each image is inside its own set (the images of one prediction run, or the whole "
+    "pool): its distance to its nearest neighbours in the set against theirs. Higher is odder."
+)
 sets = mining_jobs.pool_jobs(d)
 everything = d.pool.info().count
 scope = st.selectbox("Set", ["", *sorted(sets)], key="anomaly_scope",

@@ -2,17 +2,16 @@
 
 import streamlit as st
 
-from ui import audit_view, mining_view, resources, state
+from ui import audit_view, mining_view
 from vss_core import mining_jobs
 
 PAGE = 20
 
-ctx = state.open_project()
-d = resources.decisions_for(ctx.project, ctx.embedder.dim)
-st.title("Exemplar audit")
-mining_view.show_flash()
-st.caption("Suspicion: the similarity-weighted share of an exemplar's nearest other exemplars that carry "
-           "another label. Works on fastapi-vss databases too. Every action is recorded and undoable.")
+ctx, d = mining_view.page(
+    "Exemplar audit",
+    "Suspicion: the similarity-weighted share of an exemplar's nearest other exemplars that carry "
+    "another label. Works on fastapi-vss databases too. Every action is recorded and undoable."
+)
 mining_view.start(ctx, d, mining_jobs.MISLABEL)
 scores = mining_jobs.all_scores(d, mining_jobs.MISLABEL)
 if len(scores):

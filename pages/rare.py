@@ -2,16 +2,15 @@
 
 import streamlit as st
 
-from ui import mining_view, rare_view, resources, state
+from ui import mining_view, rare_view
 from vss_core import mining_jobs
 from vss_core.predict import threshold_of
 
-ctx = state.open_project()
-d = resources.decisions_for(ctx.project, ctx.embedder.dim)
-st.title("Rare events")
-mining_view.show_flash()
-st.caption("Novelty: how far a pool image lies from everything labeled (its k-th nearest exemplar's "
-           "distance, corrected for how spread out the exemplars are there). Higher is more novel.")
+ctx, d = mining_view.page(
+    "Rare events",
+    "Novelty: how far a pool image lies from everything labeled (its k-th nearest exemplar's "
+    "distance, corrected for how spread out the exemplars are there). Higher is more novel."
+)
 mining_view.start(ctx, d, mining_jobs.NOVELTY)
 scores = mining_jobs.all_scores(d, mining_jobs.NOVELTY)
 line = 1.0 - threshold_of(ctx.project)

@@ -18,6 +18,17 @@ TITLES = {mining_jobs.NOVELTY: "novelty of the pool", mining_jobs.ANOMALY: "anom
           mining_jobs.MISLABEL: "exemplar audit"}
 
 
+def page(title: str, caption: str):
+    """Open the current project for a mining page: its context and decisions, the title, the last
+    action's message and what the page's score means."""
+    ctx = state.open_project()
+    d = resources.decisions_for(ctx.project, ctx.embedder.dim)
+    st.title(title)
+    show_flash()
+    st.caption(caption)
+    return ctx, d
+
+
 def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
     """A button that scores ``what`` as a background job (one mining job per project at a time)."""
     busy = any(j.active for j in jobview.jobs_to_show(ctx.project.name, KIND))
@@ -90,4 +101,4 @@ def undo_button(d, key: str) -> None:
               disabled=not d.can_undo(state.annotator()))
 
 
-__all__ = ["start", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]
+__all__ = ["page", "start", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]
