@@ -80,11 +80,12 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
 
 
 def save_upload(data: bytes, name: str, folder: Path) -> Path:
-    """Keep an uploaded file under the project's data dir, named by its content."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep an uploaded file under the project's data dir, named by its content, private to the owner."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / f"{content_id(data)}{Path(name).suffix.lower()}"
     if not target.exists():
         tmp = target.with_suffix(target.suffix + f".{os.getpid()}.part")
-        tmp.write_bytes(data)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(data)
         tmp.replace(target)
     return target

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import signal
 import sys
 from typing import Sequence
 
@@ -25,6 +26,7 @@ from .errors import VSSError
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.run(args)
     except VSSError as exc:
@@ -33,6 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    """SIGTERM (docker stop, systemd) ends a command like Ctrl-C: the embedded server is stopped at exit."""
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:
