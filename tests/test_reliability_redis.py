@@ -3,6 +3,7 @@ files, clear start errors, bounded waits, and SIGTERM of the CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -93,9 +94,12 @@ def _fake_server(data: Path, log: Path, uid: int | None) -> int:
                 os.write(ready_w, b"r")
                 while True:
                     conn, _ = listener.accept()
-                    with conn:
-                        out.write(conn.recv(1024))
-                        conn.sendall(b"+PONG\r\n")
+                    try:
+                        with conn:
+                            out.write(conn.recv(1024))
+                            conn.sendall(b"+PONG\r\n")
+                    except OSError:
+                        pass
         finally:
             os._exit(0)
     listener.close()
@@ -156,15 +160,20 @@ def test_password_for_a_server_without_password_or_search_module_names_the_missi
 
 
 def test_slow_reply_ends_as_a_timeout_and_is_not_resent(tmp_path, monkeypatch):
-    monkeypatch.setattr(redis_server, "SOCKET_TIMEOUT", 0.5)
+    monkeypatch.setattr(redis_server, "SOCKET_TIMEOUT", 0.2)
     server = EmbeddedRedis(tmp_path / "data")
     try:
         client = server.start().client()
         client.config_resetstat()
-        with pytest.raises(redis.TimeoutError):
-            client.blpop(["never-filled"], timeout=3)
-        time.sleep(3)  # let the server finish the blocked command before counting
-        calls = client.info("commandstats").get("cmdstat_blpop", {}).get("calls")
+        with pytest.raises(redis.TimeoutError):  # a script that runs a few seconds on the server
+            client.eval("local i = 0 while i < 300000000 do i = i + 1 end return i", 0)
+        probe = server.client(socket_timeout=60)
+        for _ in range(120):
+            try:
+                calls = probe.info("commandstats")["cmdstat_eval"]["calls"]
+                break
+            except redis.ResponseError:  # BUSY while the script still runs
+                time.sleep(0.5)
         assert calls == 1
     finally:
         server.stop()
@@ -177,13 +186,11 @@ def test_start_on_a_full_disk_names_the_full_disk(tmp_path):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
-        with open(mount / "filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-            except OSError:
-                pass
+        (mount / "data").mkdir()
+        with contextlib.suppress(OSError), open(mount / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
         with pytest.raises(RedisUnavailable, match="is full"):
             EmbeddedRedis(mount / "data").start()
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import reprlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ HNSW_DEFAULTS = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # recall@10
 MAX_CONFIG_BYTES = 1_000_000
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 _MAX_SOCKET_PATH = 100
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 80, 80
 
 
 def embedded_socket_path(data_dir: Path) -> Path:
@@ -77,7 +80,7 @@ def settings() -> Settings:
     except ValueError:
         batch_size = 0
     if batch_size <= 0:
-        raise ConfigError(f"must be a positive integer, got {raw_batch!r}", key="BATCH_SIZE")
+        raise ConfigError(f"must be a positive integer, got {_shown(raw_batch)}", key="BATCH_SIZE")
     return Settings(
         config_path=Path(os.environ.get("CONFIG_PATH") or REPO_ROOT / "config"),
         data_dir=Path(os.environ.get("VSS_DATA_DIR") or REPO_ROOT / "data"),
@@ -237,6 +240,11 @@ def _read_yaml_file(path: Path) -> dict:
     return data
 
 
+def _shown(value: Any) -> str:
+    """A bounded repr: a YAML alias bomb must not expand into the message."""
+    return _REPR.repr(value)
+
+
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
@@ -266,7 +274,7 @@ class _Reader:
             return default
         if isinstance(value, bool) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {names}, got {type(value).__name__} {value!r}")
+            raise self.fail(key, f"must be {names}, got {type(value).__name__} {_shown(value)}")
         return value
 
 
@@ -316,7 +324,7 @@ def _redis_target(reader: _Reader, data_dir: Path) -> RedisTarget:
 def _algorithm(reader: _Reader) -> str:
     value = reader.get("vss.index_algorithm", str, default="FLAT").upper()
     if value not in ALGORITHMS:
-        raise reader.fail("vss.index_algorithm", f"must be FLAT or HNSW, got {value!r}")
+        raise reader.fail("vss.index_algorithm", f"must be FLAT or HNSW, got {_shown(value)}")
     return value
 
 
@@ -328,7 +336,7 @@ def _hnsw(reader: _Reader) -> dict:
         if name not in HNSW_DEFAULTS:
             raise reader.fail(f"vss.hnsw.{key}", f"unknown HNSW parameter (known: {', '.join(HNSW_DEFAULTS)})")
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise reader.fail(f"vss.hnsw.{key}", f"must be a positive integer, got {value!r}")
+            raise reader.fail(f"vss.hnsw.{key}", f"must be a positive integer, got {_shown(value)}")
         params[name] = value
     return params
 
@@ -337,7 +345,7 @@ def _device(reader: _Reader) -> str:
     value = reader.get("vss.device", str, default="auto").strip().lower()
     if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
         return value
-    raise reader.fail("vss.device", f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+    raise reader.fail("vss.device", f"must be auto, cpu, cuda or cuda:N, got {_shown(value)}")
 
 
 def _data_roots(reader: _Reader) -> tuple[Path, ...]:
@@ -346,7 +354,7 @@ def _data_roots(reader: _Reader) -> tuple[Path, ...]:
     roots = []
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
-            raise reader.fail(f"vss.data_roots[{i}]", f"must be a folder path, got {item!r}")
+            raise reader.fail(f"vss.data_roots[{i}]", f"must be a folder path, got {_shown(item)}")
         root = Path(item).expanduser()
         if not root.is_absolute():
             root = reader.path.parent / root

@@ -140,7 +140,9 @@ def _fetch_yaml(url: str, watch: _Watch, deadline_s: float) -> tuple[dict, str]:
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         if watch.expired:
             raise RemoteError(f"cannot fetch {url}: no complete answer within the deadline") from None
-        raise RemoteError(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}") from None
+        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
+            getattr(exc, "reason", exc)
+        raise RemoteError(f"cannot fetch {url}: {reason}") from None
     text = b"".join(chunks).decode("utf-8", errors="replace")
     return parse_mapping(text, url), text
 
