@@ -53,7 +53,7 @@ def _annotator() -> None:
         st.text_input("Annotator", key=state.ANNOTATOR, placeholder="your name",
                       help="Recorded with every exemplar you load; needed to load or delete.")
         return
-    if not st.user.is_logged_in:
+    if not getattr(st.user, "is_logged_in", False):
         st.session_state[state.ANNOTATOR] = ""
         st.button("Sign in", on_click=st.login, key="sign_in", icon=":material/login:")
         return
