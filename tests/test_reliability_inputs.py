@@ -207,3 +207,12 @@ def test_image_that_needs_too_much_memory_is_refused_before_allocating(tmp_path)
     outcome, peak = _decode_in_subprocess(path)
     assert outcome.startswith("refused") and "MiB to decode" in outcome
     assert peak < 256 * 1024**2  # its pixels alone are 968 MB
+
+
+def test_csv_over_its_size_cap_is_refused_before_reading(tmp_path):
+    from vss_core.loader import MAX_CSV_BYTES
+
+    with open(tmp_path / "huge.csv", "wb") as f:
+        f.truncate(MAX_CSV_BYTES + 1)
+    with pytest.raises(InputError, match="over the cap"):
+        bounded(collect_csv, tmp_path / "huge.csv")

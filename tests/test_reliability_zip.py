@@ -156,3 +156,13 @@ def test_bad_zip_load_job_fails_with_a_reason_and_leaves_nothing(tmp_path, store
     snap = registry.wait(registry.start("load", load_job("zip", str(uploads / "x.zip"), (), embedder, store)), 60)
     assert snap.state == FAILED and "not a readable zip" in snap.message and str(tmp_path) not in snap.message
     assert sorted(p.name for p in uploads.iterdir()) == ["x.zip"]
+
+
+def test_symlink_member_is_extracted_as_a_plain_file_not_a_link(tmp_path):
+    path = tmp_path / "link.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        info = zipfile.ZipInfo("a/passwd.jpg")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, "/etc/passwd")
+    [item] = collect_zip(path, tmp_path / "out")
+    assert not item.path.is_symlink() and item.path.read_bytes() == b"/etc/passwd"
