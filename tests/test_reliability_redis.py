@@ -202,7 +202,7 @@ def test_sigterm_of_the_cli_stops_the_embedded_server(tmp_path, tiny_vit_dir, im
     config.mkdir()
     (config / "p.yaml").write_text(f"vss: {{project: p, model: {tiny_vit_dir}, device: cpu}}\n")
     folder = tmp_path / "many"
-    for i in range(40):
+    for i in range(80):
         for label_dir in image_folder.iterdir():
             (folder / label_dir.name).mkdir(parents=True, exist_ok=True)
             for image in label_dir.iterdir():
@@ -219,6 +219,6 @@ def test_sigterm_of_the_cli_stops_the_embedded_server(tmp_path, tiny_vit_dir, im
     pid = server.pid
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err[-2000:])
     assert redis_server._wait_gone(pid, 10)
     assert embedded_socket_path(data / "p") == server.socket_path and not server.socket_path.exists()

@@ -17,6 +17,7 @@ import getpass
 import json
 import signal
 import sys
+import threading
 from typing import Sequence
 
 from .config import ProjectConfig, load_projects
@@ -26,7 +27,8 @@ from .errors import VSSError
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = _parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
     try:
         return args.run(args)
     except VSSError as exc:
@@ -36,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _terminated(signum, frame):

@@ -213,6 +213,8 @@ class EmbeddedRedis:
                 return None
 
     def _check_peer(self, pid: int, uid: int) -> None:
+        if uid == os.getuid() and not _is_redis_process(pid, ""):
+            raise ConnectionRefusedError(f"the server (process {pid}) has exited")  # e.g. on a full disk
         if uid != os.getuid() or not _is_redis_process(pid, str(self.socket_path)):
             who = f"uid {uid}" if uid != os.getuid() else f"process {pid}, not our redis-server"
             raise RedisUnavailable(f"{self.describe()}: the socket is served by another program ({who}); "
