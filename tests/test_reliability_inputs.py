@@ -216,3 +216,43 @@ def test_csv_over_its_size_cap_is_refused_before_reading(tmp_path):
         f.truncate(MAX_CSV_BYTES + 1)
     with pytest.raises(InputError, match="over the cap"):
         bounded(collect_csv, tmp_path / "huge.csv")
+
+
+def test_server_path_that_is_a_fifo_is_refused_with_a_reason(tmp_path):
+    from types import SimpleNamespace
+
+    from ui.inputs import Sources, add_server_path
+    from vss_core.errors import VSSError
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "other.jpg")
+    project = SimpleNamespace(data_roots=(tmp_path,))
+    with pytest.raises(VSSError, match="neither a regular file nor a folder"):
+        bounded(add_server_path, Sources(), "pipe.jpg", project)
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    out = Sources()
+    bounded(add_server_path, out, str(tmp_path), project)
+    assert out.names == ["ok.jpg"]  # FIFOs in a folder are not offered as images
+
+
+def test_concurrent_decodes_wait_for_their_share_of_the_memory_budget():
+    budget = images._Budget(100)
+    first_in, release, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(n, entered, until=None):
+        with budget.reserve(n):
+            entered.set()
+            if until:
+                until.wait(BOUND_S)
+
+    threading.Thread(target=hold, args=(70, first_in, release), daemon=True).start()
+    assert first_in.wait(BOUND_S)
+    second = threading.Thread(target=hold, args=(60, second_in), daemon=True)
+    second.start()
+    assert not second_in.wait(0.3) and budget.used == 70  # waits: 70 + 60 is over the budget
+    release.set()
+    assert second_in.wait(BOUND_S)
+    second.join(BOUND_S)
+    assert budget.used == 0
+    with budget.reserve(1000):  # one decode larger than the whole budget still runs alone
+        assert budget.used == 100

@@ -69,6 +69,8 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
     if path.is_file():
         out.add(str(path), path.name)
         return
+    if not path.is_dir():
+        raise VSSError(f"Server path '{text}' is neither a regular file nor a folder.")
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise VSSError(f"Folder '{text}' has no files.")
