@@ -256,3 +256,13 @@ def test_concurrent_decodes_wait_for_their_share_of_the_memory_budget():
     assert budget.used == 0
     with budget.reserve(1000):  # one decode larger than the whole budget still runs alone
         assert budget.used == 100
+
+
+@pytest.mark.parametrize("typed, words", [("a\x00b.jpg", "NUL byte"), ("x" * 300, "too long"),
+                                          ("/" + "a/" * 3000, "too long")])
+def test_hostile_typed_server_paths_are_refused_with_a_reason(tmp_path, typed, words):
+    from vss_core.errors import PathNotAllowed
+    from vss_core.paths import resolve_under_roots
+
+    with pytest.raises(PathNotAllowed, match=words):
+        resolve_under_roots(typed, [tmp_path])

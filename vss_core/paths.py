@@ -113,6 +113,13 @@ def _clean(path: str | os.PathLike) -> str:
     return text
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
 def resolve_under_roots(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> Path:
     """Resolve ``path`` and return it when it lies under one of ``roots``.
 
@@ -128,6 +135,11 @@ def resolve_under_roots(path: str | os.PathLike, roots: Iterable[str | os.PathLi
     text = _clean(path)
     if not text:
         raise PathNotAllowed("No server path given.")
+    if "\x00" in text:
+        raise PathNotAllowed(f"Server path {text!r} refused: it contains a NUL byte.")
+    raw = os.fsencode(text)
+    if len(raw) >= 4096 or any(len(part) > 255 for part in raw.split(b"/")):
+        raise PathNotAllowed(f"Server path '{text[:80]}…' refused: it is too long for a file system path.")
     root_list = [Path(os.fspath(r)).expanduser() for r in roots if os.fspath(r).strip()]
     if not root_list:
         raise PathNotAllowed(
@@ -141,7 +153,7 @@ def resolve_under_roots(path: str | os.PathLike, roots: Iterable[str | os.PathLi
         candidates = [candidate]
     else:
         joined = [r / candidate for r in resolved_roots]
-        existing = [c for c in joined if c.exists()]
+        existing = [c for c in joined if _exists(c)]
         candidates = existing or joined[:1]
 
     for cand in candidates:
