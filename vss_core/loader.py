@@ -17,15 +17,13 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from .archive import extract_zip
 from .errors import FileRefused, InputError, PathNotAllowed
+from .images import MAX_FILE_BYTES
 from .paths import name_text, open_regular_file, path_text, read_regular_file, resolve_under_roots
 from .store import Record
 
 CHUNK = 512
 ID_HEX_CHARS = 20
-MAX_IMAGE_BYTES = 256 * 1024**2
-"""Largest image file a load reads (checked before reading)."""
 MAX_CSV_BYTES = 64 * 1024**2
-MAX_CSV_FIELD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -262,7 +260,7 @@ def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], lis
 
 def _file_id(path: Path) -> str:
     digest = hashlib.sha1()
-    with open_regular_file(path, MAX_IMAGE_BYTES) as handle:
+    with open_regular_file(path, MAX_FILE_BYTES) as handle:
         try:
             while chunk := handle.read(1024**2):
                 digest.update(chunk)
