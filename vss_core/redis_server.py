@@ -41,6 +41,7 @@ import stat
 import struct
 import subprocess
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,6 +137,7 @@ class EmbeddedRedis:
         self.started_here = False
         self.ping_timeout = 2.0
         self._exit_hook = False
+        self._connections: weakref.WeakSet = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"EmbeddedRedis({str(self.data_dir)!r})"
@@ -159,6 +161,9 @@ class EmbeddedRedis:
 
     def start(self) -> "EmbeddedRedis":
         """Start the server, or reuse the live one on this data dir; ``RedisUnavailable`` on failure."""
+        if not self._exit_hook:  # before spawning: a process stopped mid-start still stops its server
+            atexit.register(self._release_at_exit)
+            self._exit_hook = True
         if self._ping() not in ("ok", "busy"):
             private_dir(self.data_dir)
             private_dir(self.socket_path.parent)
@@ -169,9 +174,6 @@ class EmbeddedRedis:
                     self._spawn()
                 if state != "busy":
                     self._wait_ready()
-        if not self._exit_hook:
-            atexit.register(self._release_at_exit)
-            self._exit_hook = True
         return self
 
     def stop(self, timeout: float = START_TIMEOUT) -> None:
@@ -302,6 +304,8 @@ class EmbeddedRedis:
             return any(int(c["id"]) != me and c.get("name") != mine for c in probe.client_list())
 
     def _release_at_exit(self) -> None:
+        for connection in list(self._connections):  # ours, even one cut off (SIGTERM) before it was named
+            connection.disconnect()
         try:
             if self.running and not self._others_connected():
                 self.stop()
@@ -315,6 +319,7 @@ class _EmbeddedConnection(UnixDomainSocketConnection):
     def __init__(self, server: EmbeddedRedis, **kwargs):
         self.server = server
         super().__init__(**kwargs)
+        server._connections.add(self)
 
     def _connect(self):
         try:
