@@ -11,7 +11,6 @@ import pytest
 
 from vss_core import remote_config
 from vss_core.config import load_projects
-from vss_core.errors import ConfigError
 
 from .test_config import env, write, yaml_server  # noqa: F401 - fixtures
 from .test_reliability_inputs import bounded

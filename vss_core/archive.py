@@ -69,9 +69,10 @@ def _checked_members(archive: zipfile.ZipFile, display: str, packed_size: int):
         if member.compress_type not in _METHODS:
             raise InputError(f"{display}: member {member.filename!r} uses an unsupported compression "
                              f"method ({member.compress_type}); use deflate or store")
-        if member.file_size > RATIO_FLOOR_BYTES and member.file_size > MAX_RATIO * max(member.compress_size, 1):
-            raise InputError(f"{display}: member {member.filename!r} unpacks {member.file_size // max(member.compress_size, 1):,}"
-                             f" times its packed size (more than {MAX_RATIO}x: a zip bomb?)")
+        ratio = member.file_size // max(member.compress_size, 1)
+        if member.file_size > RATIO_FLOOR_BYTES and ratio > MAX_RATIO:
+            raise InputError(f"{display}: member {member.filename!r} unpacks {ratio:,} times its packed size "
+                             f"(more than {MAX_RATIO}x: a zip bomb?)")
         total += member.file_size
     if total > MAX_TOTAL_BYTES:
         raise InputError(f"{display}: unpacks to {total / 1024**3:.1f} GiB, more than {MAX_TOTAL_BYTES // 1024**3} GiB")

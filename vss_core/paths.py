@@ -6,8 +6,8 @@ Files are read only through :func:`open_regular_file` / :func:`read_regular_file
 regular files only (a FIFO, device or folder is refused before it is opened for
 reading), with a size cap checked before the first byte is read.
 
-A path a user may name lies under a project's data roots: one typed into the app (a folder of exemplars, a CSV, query images) is
-resolved -- ``..`` collapsed and every symlink followed -- and then has to lie
+A path a user may name lies under a project's data roots: one typed into the app (a folder
+of exemplars, a CSV, query images) is resolved -- ``..`` collapsed and every symlink followed -- and then has to lie
 under one of the configured ``vss.data_roots``.  Anything else is refused with
 :class:`~vss_core.errors.PathNotAllowed`, whose message names the path.
 """

@@ -75,9 +75,9 @@ def private_dir(folder: Path) -> Path:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(folder)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise RedisUnavailable(f"refusing to use {folder} for the embedded Redis: it is "
-                                   f"{'not a folder' if not stat.S_ISDIR(info.st_mode) else f'owned by uid {info.st_uid}'}"
-                                   "; remove it or choose another VSS_DATA_DIR")
+            what = "not a folder" if not stat.S_ISDIR(info.st_mode) else f"owned by uid {info.st_uid}"
+            raise RedisUnavailable(f"refusing to use {folder} for the embedded Redis: it is {what}; "
+                                   "remove it or choose another VSS_DATA_DIR")
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(folder, 0o700)
     except OSError as exc:

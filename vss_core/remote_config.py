@@ -65,8 +65,7 @@ def fetch_all(urls: dict, data_dir: Path, deadline_s: float | None = None) -> di
             try:
                 results[key] = _keep(urls[key], future.result(timeout=max(0.0, end - time.monotonic())), data_dir)
             except (RemoteError, FutureTimeout) as exc:
-                reason = str(exc) if isinstance(exc, RemoteError) else \
-                    f"cannot fetch {urls[key]}: no complete answer within the deadline ({deadline_s:g} s)"
+                reason = str(exc) if isinstance(exc, RemoteError) else _late(urls[key], deadline_s)
                 watches[key].expire()
                 results[key] = _kept_copy(urls[key], reason, data_dir)
         timer.cancel()
@@ -135,17 +134,21 @@ def _fetch_yaml(url: str, watch: _Watch, deadline_s: float) -> tuple[dict, str]:
                     raise RemoteError(f"{url} answered with more than {MAX_BYTES:,} bytes")
                 chunks.append(chunk)
         if watch.expired:
-            raise RemoteError(f"cannot fetch {url}: no complete answer within the deadline ({deadline_s:g} s)")
+            raise RemoteError(_late(url, deadline_s))
     except RemoteError:
         raise
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         if watch.expired or isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
-            raise RemoteError(f"cannot fetch {url}: no complete answer within the deadline ({deadline_s:g} s)") from None
+            raise RemoteError(_late(url, deadline_s)) from None
         reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
             getattr(exc, "reason", exc)
         raise RemoteError(f"cannot fetch {url}: {reason}") from None
     text = b"".join(chunks).decode("utf-8", errors="replace")
     return parse_mapping(text, url), text
+
+
+def _late(url: str, deadline_s: float) -> str:
+    return f"cannot fetch {url}: no complete answer within the deadline ({deadline_s:g} s)"
 
 
 def parse_mapping(text: str, what: str) -> dict:
