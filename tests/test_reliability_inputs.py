@@ -266,3 +266,14 @@ def test_hostile_typed_server_paths_are_refused_with_a_reason(tmp_path, typed, w
 
     with pytest.raises(PathNotAllowed, match=words):
         resolve_under_roots(typed, [tmp_path])
+
+
+def test_query_folder_with_a_non_utf8_name_gives_printable_names(tmp_path, image_folder):
+    from types import SimpleNamespace
+
+    from ui.inputs import Sources, add_server_path
+
+    shutil.copy(image_folder / "circles" / "circles_0.jpg", bytes_path(tmp_path, b"q\xe9.jpg"))
+    out = Sources()
+    add_server_path(out, str(tmp_path), SimpleNamespace(data_roots=(tmp_path,)))
+    assert out.names == ["q\\xe9.jpg"] and os.path.exists(out.sources[0])

@@ -11,7 +11,7 @@ import streamlit as st
 from vss_core.config import ProjectConfig
 from vss_core.errors import PathNotAllowed, VSSError
 from vss_core.loader import content_id
-from vss_core.paths import resolve_under_roots
+from vss_core.paths import name_text, resolve_under_roots
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
 MAX_QUERIES = 500
@@ -67,7 +67,7 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
     """A file, or every file of a folder (not recursive); non-images are named and skipped."""
     path = resolve_server_path(text, project)
     if path.is_file():
-        out.add(str(path), path.name)
+        out.add(str(path), name_text(path.name))
         return
     if not path.is_dir():
         raise VSSError(f"Server path '{text}' is neither a regular file nor a folder.")
@@ -76,9 +76,9 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
         raise VSSError(f"Folder '{text}' has no files.")
     for p in files:
         if _is_image_name(p.name):
-            out.add(str(p), p.name)
+            out.add(str(p), name_text(p.name))
         else:
-            out.problems.append((p.name, "skipped: not an image file"))
+            out.problems.append((name_text(p.name), "skipped: not an image file"))
 
 
 def save_upload(data: bytes, name: str, folder: Path) -> Path:

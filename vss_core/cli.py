@@ -22,6 +22,7 @@ from typing import Sequence
 
 from .config import ProjectConfig, load_projects
 from .errors import VSSError
+from .paths import path_text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +123,7 @@ def cmd_knn(args) -> int:
 
     project = _project(args)
     embedder, store = _open(project)
-    results = search(embedder, store, args.images, top_n=args.top_n)
+    results = search(embedder, store, args.images, top_n=args.top_n, names=[path_text(p) for p in args.images])
     if args.json:
         print(json.dumps(results.to_fastapi_json(), indent=2))
     else:
