@@ -7,8 +7,11 @@ TEST_STAMP := $(VENV)/.test-installed
 
 .PHONY: run serve test bench clean
 
+# Only this machine can reach it; `make run ADDRESS=0.0.0.0` only behind a proxy (README, Security).
+ADDRESS ?= 127.0.0.1
+
 run: $(APP_STAMP)
-	$(VENV)/bin/streamlit run app.py
+	$(VENV)/bin/streamlit run app.py --server.address $(ADDRESS)
 
 # fastapi-vss's REST API from the same engine (see README "REST API")
 serve: $(APP_STAMP)

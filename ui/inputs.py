@@ -11,7 +11,7 @@ import streamlit as st
 from vss_core.config import ProjectConfig
 from vss_core.errors import InputError, PathNotAllowed, VSSError
 from vss_core.loader import content_id
-from vss_core.paths import resolve_under_roots
+from vss_core.paths import name_text, resolve_under_roots
 from vss_core.predict import collect_images
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
@@ -68,25 +68,28 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
     """A file, or every file of a folder and its sub-folders; non-images are named and skipped."""
     path = resolve_server_path(text, project)
     if path.is_file():
-        out.add(str(path), path.name)
+        out.add(str(path), name_text(path.name))
         return
+    if not path.is_dir():
+        raise VSSError(f"Server path '{text}' is neither a regular file nor a folder.")
     try:
         files = collect_images(path)
     except InputError:
         raise VSSError(f"Folder '{text}' has no files.") from None
     for p in files:
         if _is_image_name(p.name):
-            out.add(str(p), str(p.relative_to(path)))
+            out.add(str(p), name_text(str(p.relative_to(path))))
         else:
-            out.problems.append((p.name, "skipped: not an image file"))
+            out.problems.append((name_text(p.name), "skipped: not an image file"))
 
 
 def save_upload(data: bytes, name: str, folder: Path) -> Path:
-    """Keep an uploaded file under the project's data dir, named by its content."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep an uploaded file under the project's data dir, named by its content, private to the owner."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / f"{content_id(data)}{Path(name).suffix.lower()}"
     if not target.exists():
         tmp = target.with_suffix(target.suffix + f".{os.getpid()}.part")
-        tmp.write_bytes(data)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(data)
         tmp.replace(target)
     return target

@@ -28,8 +28,7 @@ def render() -> None:
                              expanded=not names):
                 for error in project_set.errors:
                     st.error(str(error))
-        st.text_input("Annotator", key=state.ANNOTATOR, placeholder="your name",
-                      help="Recorded with every exemplar you load; needed to load or delete.")
+        _annotator()
         state.sync_to_url()
         project = state.current_project()
         if project is not None:
@@ -40,9 +39,35 @@ def render() -> None:
             st.rerun()
 
 
+def sign_in_configured() -> bool:
+    """Whether Streamlit's own sign-in (``st.login``, OIDC: an ``[auth]`` secrets section) is set up."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all
+        return False
+
+
+def _annotator() -> None:
+    """The annotator: the signed-in user where sign-in is configured, else a name typed in."""
+    if not sign_in_configured():
+        st.text_input("Annotator", key=state.ANNOTATOR, placeholder="your name",
+                      help="Recorded with every exemplar you load; needed to load or delete.")
+        return
+    if not getattr(st.user, "is_logged_in", False):
+        st.session_state[state.ANNOTATOR] = ""
+        st.button("Sign in", on_click=st.login, key="sign_in", icon=":material/login:")
+        return
+    name = str(st.user.get("name") or st.user.get("email") or st.user.get("sub") or "").strip()
+    st.session_state[state.ANNOTATOR] = name
+    st.markdown(f"**Annotator** {name} (signed in)")
+    st.button("Sign out", on_click=st.logout, key="sign_out", type="tertiary", icon=":material/logout:")
+
+
 def _status(project: ProjectConfig) -> None:
     st.divider()
     st.caption("STATUS")
+    if project.notice:
+        st.warning(project.notice, icon=":material/cloud_off:")
     redis_line = f"**Redis** {project.redis.describe()}"
     try:
         resources.client_for(project).ping()

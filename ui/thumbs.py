@@ -18,6 +18,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from ui.lru import LRU
+from vss_core.paths import text_path
 
 THUMB_PX = 160
 _BACKGROUND = (238, 240, 243)
@@ -93,6 +94,7 @@ class ThumbCache:
     def for_path(self, path: str | os.PathLike | None) -> bytes:
         if not path:
             return placeholder("no source", self.px)
+        path = text_path(os.fspath(path))  # stored sources of non-UTF-8 names are file:// URIs
         try:
             st_ = os.stat(path)
         except OSError:

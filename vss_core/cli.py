@@ -16,16 +16,21 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .config import ProjectConfig, load_projects
 from .errors import VSSError
+from .paths import path_text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     args = _parser().parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
     try:
         return args.run(args)
     except VSSError as exc:
@@ -34,6 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    """SIGTERM (docker stop, systemd) ends a command like Ctrl-C: the embedded server is stopped at exit."""
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,7 +134,7 @@ def cmd_knn(args) -> int:
 
     project = _project(args)
     embedder, store = _open(project)
-    results = search(embedder, store, args.images, top_n=args.top_n)
+    results = search(embedder, store, args.images, top_n=args.top_n, names=[path_text(p) for p in args.images])
     if args.json:
         from .fastapi_compat import write_result
 

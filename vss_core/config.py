@@ -16,33 +16,51 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import reprlib
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from . import remote_config
+from .errors import ConfigError, FileRefused
+from .paths import read_regular_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded"
 ALGORITHMS = ("FLAT", "HNSW")
 HNSW_DEFAULTS = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # recall@10 >= 0.99 at 100k (bench/knn.py)
-REMOTE_TIMEOUT_S = 30
+MAX_CONFIG_BYTES = 1_000_000
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 _MAX_SOCKET_PATH = 100
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 80, 80
 
 
 def embedded_socket_path(data_dir: Path) -> Path:
-    """The unix socket of the embedded server of ``data_dir`` (in /tmp when the path is too long)."""
+    """The unix socket of the embedded server of ``data_dir``.
+
+    ``data_dir/redis.sock``; when that path is too long for a unix socket, a file named by a
+    hash of ``data_dir`` in :func:`private_runtime_dir` (a folder only this user can enter).
+    """
     path = Path(data_dir) / "redis.sock"
-    if len(str(path)) <= _MAX_SOCKET_PATH:
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
         return path
-    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"vss-redis-{digest}.sock"
+    digest = hashlib.sha1(os.fsencode(data_dir)).hexdigest()[:16]
+    return private_runtime_dir() / f"redis-{digest}.sock"
+
+
+def private_runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/vss`` or ``<tmp>/vss-<uid>``: where long data dirs keep their sockets.
+
+    The embedded server checks that it is a real folder owned by this user and closed to others.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_absolute():
+        return Path(runtime) / "vss"
+    return Path(tempfile.gettempdir()) / f"vss-{os.getuid()}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ def settings() -> Settings:
     except ValueError:
         batch_size = 0
     if batch_size <= 0:
-        raise ConfigError(f"must be a positive integer, got {raw_batch!r}", key="BATCH_SIZE")
+        raise ConfigError(f"must be a positive integer, got {_shown(raw_batch)}", key="BATCH_SIZE")
     return Settings(
         config_path=Path(os.environ.get("CONFIG_PATH") or REPO_ROOT / "config"),
         data_dir=Path(os.environ.get("VSS_DATA_DIR") or REPO_ROOT / "data"),
@@ -109,6 +127,8 @@ class ProjectConfig:
     data_roots: tuple[Path, ...] = ()
     threshold: float | None = None
     promote: bool = True
+    notice: str | None = None
+    """Set when the project runs on a kept copy of its unreachable ``config_url`` (says so)."""
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -139,9 +159,16 @@ def load_projects(config_dir: str | Path | None = None) -> ProjectSet:
         result.errors.append(ConfigError("config folder does not exist", file=str(folder)))
         return result
     files = sorted({*folder.rglob("*.yaml"), *folder.rglob("*.yml")})
+    parsed = {}
     for path in files:
         try:
-            project = load_project_file(path, env)
+            parsed[path] = _read_yaml_file(path)
+        except ConfigError as exc:
+            result.errors.append(exc)
+    remotes = _fetch_remotes(parsed, env)
+    for path, data in parsed.items():
+        try:
+            project = _merged_project(path, data, remotes.get(path), env)
         except ConfigError as exc:
             result.errors.append(exc)
             continue
@@ -160,12 +187,33 @@ def load_project_file(path: str | Path, env: Settings | None = None) -> ProjectC
     path = Path(path)
     env = env or settings()
     data = _read_yaml_file(path)
+    return _merged_project(path, data, _fetch_remotes({path: data}, env).get(path), env)
+
+
+def _fetch_remotes(parsed: dict[Path, dict], env: Settings) -> dict[Path, remote_config.Remote]:
+    """Every well-formed ``config_url`` of ``parsed`` fetched at once (see :mod:`vss_core.remote_config`)."""
+    urls = {path: data["config_url"] for path, data in parsed.items()
+            if isinstance(data.get("config_url"), str) and _is_http(data["config_url"])}
+    return remote_config.fetch_all(urls, env.data_dir)
+
+
+def _is_http(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def _merged_project(path: Path, data: dict, remote, env: Settings) -> ProjectConfig:
     url = data.get("config_url")
+    notice = None
     if url is not None:
         if not isinstance(url, str):
             raise ConfigError("must be an http(s) URL string", file=str(path), key="config_url")
-        data = deep_merge(data, fetch_remote_yaml(url, path))
-    return _build_project(data, path, env)
+        if not _is_http(url):
+            raise ConfigError(f"'{url}' is not an http(s) URL", file=str(path), key="config_url")
+        if remote.error:
+            raise ConfigError(remote.error, file=str(path), key="config_url")
+        data = deep_merge(data, remote.data)
+        notice = remote.notice and f"config_url {remote.notice}"
+    return _build_project(data, path, env, notice)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -179,35 +227,23 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def fetch_remote_yaml(url: str, source: Path) -> dict:
-    """Fetch a YAML mapping over HTTP(S) with a 30 s timeout."""
-    if not url.lower().startswith(("http://", "https://")):
-        raise ConfigError(f"'{url}' is not an http(s) URL", file=str(source), key="config_url")
-    try:
-        with urllib.request.urlopen(url, timeout=REMOTE_TIMEOUT_S) as response:
-            text = response.read(1_000_000).decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"cannot fetch {url}: {reason}", file=str(source), key="config_url") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{url} is not valid YAML: {_short(exc)}", file=str(source), key="config_url") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{url} did not return a YAML mapping", file=str(source), key="config_url")
-    return data
-
-
 def _read_yaml_file(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+        data = yaml.safe_load(read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except FileRefused as exc:
+        raise ConfigError(f"cannot read: {exc.reason}", file=str(path)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid YAML: {_short(exc)}", file=str(path)) from None
+    except RecursionError:
+        raise ConfigError("not usable YAML: nested too deeply", file=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("must be a YAML mapping with 'vss' and optional 'redis' sections", file=str(path))
     return data
+
+
+def _shown(value: Any) -> str:
+    """A bounded repr: a YAML alias bomb must not expand into the message."""
+    return _REPR.repr(value)
 
 
 def _short(exc: Exception) -> str:
@@ -239,11 +275,11 @@ class _Reader:
             return default
         if isinstance(value, bool) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {names}, got {type(value).__name__} {value!r}")
+            raise self.fail(key, f"must be {names}, got {type(value).__name__} {_shown(value)}")
         return value
 
 
-def _build_project(data: dict, path: Path, env: Settings) -> ProjectConfig:
+def _build_project(data: dict, path: Path, env: Settings, notice: str | None = None) -> ProjectConfig:
     reader = _Reader(data, path)
     if reader.section("vss") is None:
         raise reader.fail("vss", "section is required (with vss.project and vss.model)")
@@ -266,6 +302,7 @@ def _build_project(data: dict, path: Path, env: Settings) -> ProjectConfig:
         data_roots=_data_roots(reader),
         threshold=_threshold(reader),
         promote=_promote(reader),
+        notice=notice,
         raw=data,
     )
 
@@ -308,7 +345,7 @@ def _promote(reader: _Reader) -> bool:
 def _algorithm(reader: _Reader) -> str:
     value = reader.get("vss.index_algorithm", str, default="FLAT").upper()
     if value not in ALGORITHMS:
-        raise reader.fail("vss.index_algorithm", f"must be FLAT or HNSW, got {value!r}")
+        raise reader.fail("vss.index_algorithm", f"must be FLAT or HNSW, got {_shown(value)}")
     return value
 
 
@@ -320,7 +357,7 @@ def _hnsw(reader: _Reader) -> dict:
         if name not in HNSW_DEFAULTS:
             raise reader.fail(f"vss.hnsw.{key}", f"unknown HNSW parameter (known: {', '.join(HNSW_DEFAULTS)})")
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise reader.fail(f"vss.hnsw.{key}", f"must be a positive integer, got {value!r}")
+            raise reader.fail(f"vss.hnsw.{key}", f"must be a positive integer, got {_shown(value)}")
         params[name] = value
     return params
 
@@ -329,7 +366,7 @@ def _device(reader: _Reader) -> str:
     value = reader.get("vss.device", str, default="auto").strip().lower()
     if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
         return value
-    raise reader.fail("vss.device", f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+    raise reader.fail("vss.device", f"must be auto, cpu, cuda or cuda:N, got {_shown(value)}")
 
 
 def _data_roots(reader: _Reader) -> tuple[Path, ...]:
@@ -338,7 +375,7 @@ def _data_roots(reader: _Reader) -> tuple[Path, ...]:
     roots = []
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
-            raise reader.fail(f"vss.data_roots[{i}]", f"must be a folder path, got {item!r}")
+            raise reader.fail(f"vss.data_roots[{i}]", f"must be a folder path, got {_shown(item)}")
         root = Path(item).expanduser()
         if not root.is_absolute():
             root = reader.path.parent / root

@@ -59,3 +59,15 @@ class JobError(VSSError):
 
 class InputError(VSSError):
     """A user-supplied folder, CSV or zip file cannot be used as given."""
+
+
+class FileRefused(InputError):
+    """A file VSS will not read: missing, not a regular file (FIFO, device, folder) or over a size cap.
+
+    ``source`` names the file (in its lossless text form), ``reason`` says why.
+    """
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason

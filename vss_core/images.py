@@ -3,11 +3,19 @@
 EXIF orientation is applied, transparency is composited on white, 16-bit and
 float images are scaled to 8 bits, CMYK/palette/grayscale become RGB.  JPEGs can
 be decoded in PIL draft mode (DCT scaling) when only a smaller image is needed.
+
+Memory is bounded in bytes, not only pixels: a file is read only when it is a regular
+file of at most ``MAX_FILE_BYTES``; before pixels are allocated the bytes a decode needs
+are estimated (after draft reduction) and an image over ``MAX_DECODE_BYTES`` is refused;
+concurrent decodes share a budget of ``DECODE_BUDGET_BYTES`` (a decode waits until
+enough of it is free), so a batch of hostile files cannot exhaust the machine.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -15,13 +23,24 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import FileRefused, ImageError
+from .paths import read_regular_file
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
 
 MAX_PIXELS = 128_000_000
 """Largest image (width * height) we decode; larger files are treated as decompression bombs."""
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_FILE_BYTES = 256 * 1024**2
+"""Largest image file read (checked before reading)."""
+MAX_DECODE_BYTES = 1024**3
+"""Most memory one decode may need (decoded pixels plus the conversions to 8-bit RGB)."""
+DECODE_BUDGET_BYTES = 2 * 1024**3
+"""Most memory all decodes of the process may need at once."""
+_BAND_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "I": 4, "F": 4, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+               "CMYK": 4}
+_ROWS = 512
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -106,17 +125,16 @@ def _open_bytes(source: Source, label: str) -> io.BytesIO:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(label, "file not found" if not path.exists() else "not a regular file")
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(label, f"cannot read file ({exc.strerror or exc})") from None
+            data = read_regular_file(source, MAX_FILE_BYTES)
+        except FileRefused as exc:
+            raise ImageError(label, exc.reason) from None
     elif hasattr(source, "getvalue"):
         data = source.getvalue()
     elif hasattr(source, "read"):
-        data = source.read()
+        data = source.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(label, f"over the cap of {MAX_FILE_BYTES:,} bytes")
     else:
         raise ImageError(label, f"unsupported source type {type(source).__name__}")
     if not data:
@@ -131,9 +149,15 @@ def _decode(fp: io.BytesIO, draft_size: tuple[int, int] | None) -> Decoded:
         raise ImageError("", f"image too large, possible decompression bomb ({width}x{height} pixels)")
     orientation = _orientation(im)
     box = _draft(im, draft_size, orientation)
-    im.load()
-    raw_size = im.size
-    image = to_rgb(im)
+    need = decode_bytes(im.mode, im.size)
+    if need > MAX_DECODE_BYTES:
+        raise ImageError("", f"image needs about {need / 2**20:,.0f} MiB to decode ({im.size[0]}x{im.size[1]} "
+                             f"{im.mode}), over the cap of {MAX_DECODE_BYTES / 2**20:,.0f} MiB")
+    with _BUDGET.reserve(need):
+        im.load()
+        raw_size = im.size
+        image = to_rgb(im)
+        del im
     method = _TRANSPOSE.get(orientation)
     full_size = (width, height)
     if method is not None:
@@ -143,6 +167,41 @@ def _decode(fp: io.BytesIO, draft_size: tuple[int, int] | None) -> Decoded:
         if box is not None:
             box = _orient_box(box, raw_size, orientation)
     return Decoded(image, full_size, box)
+
+
+def decode_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Estimated peak bytes to decode an image of ``mode`` and ``size`` into 8-bit RGB."""
+    pixels = size[0] * size[1]
+    per_pixel = _BAND_BYTES.get(mode, 4) + 3
+    if mode in _ALPHA_MODES or mode == "P":
+        per_pixel += 12  # RGBA copy, white background, composite
+    elif mode.startswith("I") or mode == "F":
+        per_pixel += 1  # the 8-bit gray image between
+    return pixels * per_pixel
+
+
+class _Budget:
+    """Bytes that concurrent decodes may hold at once; ``reserve`` waits for its share."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def reserve(self, n: int):
+        n = min(n, self.total)
+        with self._free:
+            self._free.wait_for(lambda: self.used + n <= self.total)
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._free:
+                self.used -= n
+                self._free.notify_all()
+
+
+_BUDGET = _Budget(DECODE_BUDGET_BYTES)
 
 
 def _orientation(im: Image.Image) -> int:
@@ -186,15 +245,24 @@ def _orient_box(box, size, orientation: int):
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float gray to 8 bits, a band of rows at a time (no full-size float copy)."""
     arr = np.asarray(image)
     if image.mode == "F":
-        arr = arr.astype(np.float64)
-        finite = arr[np.isfinite(arr)]
-        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
-        out = np.nan_to_num(arr * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        finite_max = max((np.nanmax(np.where(np.isfinite(b), b, np.nan), initial=-np.inf)
+                          for b in _row_blocks(arr)), default=-np.inf)
+        scale = 255.0 if finite_max <= 1.0 else 1.0
     elif image.mode == "I" and arr.size and arr.max() <= 255:
-        out = arr.astype(np.float64)
+        scale = 1.0
     else:
-        out = arr.astype(np.float64) / 257.0
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        scale = 1 / 257.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], _ROWS):
+        block = arr[start:start + _ROWS].astype(np.float64) * scale
+        block = np.nan_to_num(block, nan=0.0, posinf=255.0, neginf=0.0)
+        out[start:start + _ROWS] = np.clip(np.rint(block), 0, 255)
     return Image.fromarray(out, mode="L")
+
+
+def _row_blocks(arr: np.ndarray):
+    for start in range(0, arr.shape[0], _ROWS):
+        yield arr[start:start + _ROWS].astype(np.float64)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import zipfile
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, Sequence
 
-from .errors import InputError, PathNotAllowed
-from .paths import resolve_under_roots
+from .archive import extract_zip
+from .errors import FileRefused, InputError, PathNotAllowed
+from .images import MAX_FILE_BYTES
+from .paths import name_text, open_regular_file, path_text, read_regular_file, resolve_under_roots
 from .store import Record
 
 CHUNK = 512
-MAX_ZIP_BYTES = 20 * 1024**3
 ID_HEX_CHARS = 20
+MAX_CSV_BYTES = 64 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Item:
     path: Path
     label: str
     id: str | None = None
+    source: str | None = None
+    """What is stored as the exemplar's source (default: the resolved path, see ``paths.path_text``)."""
 
 
 @dataclass
@@ -61,25 +66,26 @@ class Progress(Protocol):
 def collect_folder(folder: str | Path) -> list[Item]:
     """Images under ``folder/<label>/...``: the first sub-folder level names the label."""
     root = Path(folder)
+    shown = path_text(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
+        raise InputError(f"{shown}: not a folder")
     items = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(label_dir.rglob("*")):
-            if path.is_file() and not _hidden(path.relative_to(label_dir)):
-                items.append(Item(path, label_dir.name))
+    try:
+        for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for path in sorted(label_dir.rglob("*")):
+                if path.is_file() and not _hidden(path.relative_to(label_dir)):
+                    items.append(Item(path, name_text(label_dir.name)))
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot list the folder: {exc.strerror or exc}") from None
     if not items:
-        raise InputError(f"{root}: no files found in label sub-folders (expected {root}/<label>/<image>)")
+        raise InputError(f"{shown}: no files found in label sub-folders (expected {shown}/<label>/<image>)")
     return items
 
 
 def collect_csv(csv_file: str | Path) -> list[Item]:
     """Rows ``path,label[,id]`` (header optional); relative paths are relative to the CSV file."""
     csv_path = Path(csv_file)
-    try:
-        rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{csv_path}: cannot read CSV: {exc}") from None
+    rows = _csv_rows(csv_path)
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
         start = 2
@@ -90,62 +96,80 @@ def collect_csv(csv_file: str | Path) -> list[Item]:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise InputError(f"{csv_path} line {line_no}: expected path,label[,id], got {','.join(row)!r}")
+            raise InputError(f"{path_text(csv_path)} line {line_no}: expected path,label[,id], "
+                             f"got {','.join(row)[:200]!r}")
+        if any("\x00" in cell for cell in row):
+            raise InputError(f"{path_text(csv_path)} line {line_no}: contains a NUL byte")
         path = Path(row[0].strip()).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
         given_id = row[2].strip() if len(row) > 2 and row[2].strip() else None
         items.append(Item(path, row[1].strip(), given_id))
     if not items:
-        raise InputError(f"{csv_path}: no rows (expected path,label[,id])")
+        raise InputError(f"{path_text(csv_path)}: no rows (expected path,label[,id])")
     return items
 
 
-def collect_zip(zip_file: str | Path, into: str | Path) -> list[Item]:
-    """Extract a zip of ``<label>/<image>`` folders into ``into`` and collect it."""
-    target = Path(into).resolve()
+def _csv_rows(csv_path: Path) -> list[list[str]]:
+    shown = path_text(csv_path)
     try:
-        with zipfile.ZipFile(zip_file) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-                raise InputError(f"{zip_file}: unpacks to more than {MAX_ZIP_BYTES // 1024**3} GiB")
-            for member in members:
-                destination = (target / member.filename).resolve()
-                if not destination.is_relative_to(target):
-                    raise InputError(f"{zip_file}: member {member.filename!r} points outside the archive")
-                archive.extract(member, target)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"{zip_file}: not a readable zip file ({exc})") from None
-    return collect_folder(_label_root(target))
+        text = read_regular_file(csv_path, MAX_CSV_BYTES).decode("utf-8-sig")
+    except FileRefused as exc:
+        raise InputError(f"cannot read CSV {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{shown}: cannot read CSV: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(text.splitlines())
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise InputError(f"{shown} line {reader.line_num}: {exc}") from None
+
+
+def collect_zip(zip_file: str | Path, into: str | Path, name: str | None = None) -> list[Item]:
+    """Check the whole zip, extract its ``<label>/<image>`` folders into the new folder ``into``
+    (see :mod:`vss_core.archive`) and collect them; each item's source is ``<name>/<member>``."""
+    target = extract_zip(zip_file, into, name).resolve()
+    label_root = _label_root(target)
+    prefix = name or Path(zip_file).name
+    return [Item(item.path, item.label, item.id, f"{prefix}/{item.path.relative_to(target).as_posix()}")
+            for item in collect_folder(label_root)]
 
 
 def load_job(source: str, path: str, roots: Sequence[Path], embedder, store, added_by: str = ""):
     """The body of a background load job: ``fn(progress) -> LoadReport`` for a JobRegistry.
 
-    ``source`` is "folder", "csv" or "zip" (extracted beside the zip file).  Files outside
-    ``roots`` (a zip's own folder for a zip) are refused and listed as failures; the rest load.
+    ``source`` is "folder", "csv" or "zip" (extracted into a private folder beside the zip
+    file, removed after the load).  Files outside ``roots`` (the extracted folder for a zip)
+    are refused and listed as failures; the rest load.
     """
     def work(progress) -> LoadReport:
         progress.message("Collecting files…")
-        if source == "zip":
-            into = Path(path).with_suffix("")
-            items, allowed_roots = collect_zip(path, into), (into,)
-        else:
-            items, allowed_roots = (collect_csv(path) if source == "csv" else collect_folder(path)), roots
-        allowed, refused = [], []
-        for item in items:
-            try:
-                resolve_under_roots(item.path, allowed_roots)
-                allowed.append(item)
-            except PathNotAllowed as exc:
-                refused.append((str(item.path), str(exc)))
-        progress.message(f"Loading {len(items)} files…")
-        report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
-                            cancel=lambda: progress.cancelled)
-        report.failed[:0] = refused
-        progress.message(report.summary())
-        return report
+        if source != "zip":
+            items = collect_csv(path) if source == "csv" else collect_folder(path)
+            return _load_collected(items, roots, embedder, store, added_by, progress)
+        into = Path(tempfile.mkdtemp(prefix=".unzip-", dir=Path(path).parent))
+        try:
+            items = collect_zip(path, into / "files", Path(path).name)
+            return _load_collected(items, (into,), embedder, store, added_by, progress)
+        finally:
+            shutil.rmtree(into, ignore_errors=True)
 
     return work
+
+
+def _load_collected(items: list[Item], allowed_roots, embedder, store, added_by, progress) -> LoadReport:
+    allowed, refused = [], []
+    for item in items:
+        try:
+            resolve_under_roots(item.path, allowed_roots)
+            allowed.append(item)
+        except PathNotAllowed as exc:
+            refused.append((path_text(item.path), str(exc)))
+    progress.message(f"Loading {len(items)} files…")
+    report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
+                        cancel=lambda: progress.cancelled)
+    report.failed[:0] = refused
+    progress.message(report.summary())
+    return report
 
 
 class _WithRefused:
@@ -165,7 +189,11 @@ class _WithRefused:
 
 def content_id(data: bytes) -> str:
     """A stable id for an image file's bytes."""
-    return hashlib.sha1(data).hexdigest()[:ID_HEX_CHARS]
+    return _short_id(hashlib.sha1(data))
+
+
+def _short_id(digest) -> str:
+    return digest.hexdigest()[:ID_HEX_CHARS]
 
 
 def load_items(items: Sequence[Item], embedder, store, added_by: str = "",
@@ -192,7 +220,7 @@ def load_items(items: Sequence[Item], embedder, store, added_by: str = "",
 def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: LoadReport) -> None:
     keyed, unreadable = _identify(chunk, store)
     existing = store.exists([key for key, _ in keyed]) if keyed else []
-    todo = [(key, item) for (key, item), found in zip(keyed, existing) if not found]
+    todo = list({key: item for (key, item), found in zip(keyed, existing) if not found}.items())
     report.skipped += len(keyed) - len(todo)
     report.failed.extend(unreadable)
     _advance(progress, len(chunk) - len(todo), unreadable)
@@ -202,7 +230,7 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
         records = [_record(todo[index], vector, added_by, embedder)
                    for index, vector in zip(batch.ok, batch.vectors)]
         store.add(records)
-        errors = [(str(todo[err.index][1].path), err.reason) for err in batch.errors]
+        errors = [(path_text(todo[err.index][1].path), err.reason) for err in batch.errors]
         report.loaded += len(records)
         report.failed.extend(errors)
         _advance(progress, len(records) + len(errors), errors)
@@ -214,23 +242,37 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
 def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], list[tuple[str, str]]]:
     keyed, unreadable = [], []
     for item in chunk:
+        if not item.label.strip():
+            unreadable.append((path_text(item.path), "empty label (the label folder's name is blank)"))
+            continue
         if item.id:
             keyed.append((store.key_for(item.label, item.id), item))
             continue
         try:
-            data = item.path.read_bytes()
-        except OSError as exc:
-            unreadable.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
+            item_id = _file_id(item.path)
+        except FileRefused as exc:
+            unreadable.append((path_text(item.path), f"cannot read file: {exc.reason}"))
             continue
-        item = Item(item.path, item.label, content_id(data))
+        item = Item(item.path, item.label, item_id, item.source)
         keyed.append((store.key_for(item.label, item.id), item))
     return keyed, unreadable
+
+
+def _file_id(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open_regular_file(path, MAX_FILE_BYTES) as handle:
+        try:
+            while chunk := handle.read(1024**2):
+                digest.update(chunk)
+        except OSError as exc:
+            raise FileRefused(path_text(path), exc.strerror or str(exc)) from None
+    return _short_id(digest)
 
 
 def _record(entry: tuple[str, Item], vector, added_by: str, embedder) -> Record:
     _, item = entry
     return Record(label=item.label, id=item.id, vector=vector,
-                  source=str(item.path.resolve()), added_by=added_by,
+                  source=item.source or path_text(item.path.resolve()), added_by=added_by,
                   model=getattr(embedder, "model_name", ""))
 
 

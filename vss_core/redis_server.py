@@ -12,10 +12,20 @@ unless another process still holds a connection to it ("last one out stops it").
 process whose server went away gets it back on its next command: connections made by
 :func:`connect` restart the server when its socket is dead.
 
+Privacy: the socket lives in a folder only this user can enter (the data dir, made 0700, or
+:func:`~vss_core.config.private_runtime_dir` for long paths), which is checked to be a real
+folder of ours before use; the server's files are created 0600 (umask 077).  A server found
+on the socket is used, and ever sent SHUTDOWN, only when the kernel says its process is this
+user's redis-server serving this very socket (``SO_PEERCRED``); anything else is refused
+with :class:`RedisUnavailable`.
+
 Timeout policy: the search module is loaded with ``TIMEOUT 60000 ON_TIMEOUT FAIL``: a query
 is never cut short silently; one that runs past a minute fails with an error.  On an
 external server :func:`connect` tries to switch ``ON_TIMEOUT`` from ``return`` to ``fail``;
-the store checks KNN answers for completeness in any case.
+the store checks KNN answers for completeness in any case.  Clients read with a socket
+timeout a little longer than the search timeout (``SOCKET_TIMEOUT``) and never resend a
+command that timed out, so a slow query ends as the server's timeout error or as
+``redis.TimeoutError``, never as a silent resend or a wait without end.
 """
 
 from __future__ import annotations
@@ -24,10 +34,14 @@ import atexit
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
+import stat
+import struct
 import subprocess
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,18 +51,44 @@ from redis.connection import ConnectionPool, UnixDomainSocketConnection
 from redis.retry import Retry
 
 from .config import embedded_socket_path
-from .errors import RedisUnavailable
+from .errors import RedisUnavailable, VSSError
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
 LOAD_TIMEOUT = 3600.0
 SEARCH_MODULE_ARGS = ("TIMEOUT", "60000", "ON_TIMEOUT", "FAIL")
+SOCKET_TIMEOUT = 75.0
+"""Seconds a client waits for a reply: longer than the search module's 60 s TIMEOUT."""
+LOW_DISK_BYTES = 16 * 1024**2
 _servers: dict[Path, "EmbeddedRedis"] = {}
 
 
 def _retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=0.5, base=0.01), 3)
+    """Reconnect and resend after a dropped connection, never after a timeout."""
+    return Retry(ExponentialBackoff(cap=0.5, base=0.01), 3, supported_errors=(redis.ConnectionError,))
+
+
+def private_dir(folder: Path) -> Path:
+    """Create ``folder`` (0700) or check that it is a real folder of this user; close it to others."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            what = "not a folder" if not stat.S_ISDIR(info.st_mode) else f"owned by uid {info.st_uid}"
+            raise RedisUnavailable(f"refusing to use {folder} for the embedded Redis: it is {what}; "
+                                   "remove it or choose another VSS_DATA_DIR")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise RedisUnavailable(f"cannot prepare {folder} for the embedded Redis: {exc.strerror or exc}") from exc
+    return folder
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a unix socket."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
 
 
 def _binaries() -> tuple[str, str]:
@@ -97,6 +137,7 @@ class EmbeddedRedis:
         self.started_here = False
         self.ping_timeout = 2.0
         self._exit_hook = False
+        self._connections: weakref.WeakSet = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"EmbeddedRedis({str(self.data_dir)!r})"
@@ -120,8 +161,12 @@ class EmbeddedRedis:
 
     def start(self) -> "EmbeddedRedis":
         """Start the server, or reuse the live one on this data dir; ``RedisUnavailable`` on failure."""
+        if not self._exit_hook:  # before spawning: a process stopped mid-start still stops its server
+            atexit.register(self._release_at_exit)
+            self._exit_hook = True
         if self._ping() not in ("ok", "busy"):
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir)
+            private_dir(self.socket_path.parent)
             with self._locked():
                 state = self._ping()
                 if state == "down":
@@ -129,13 +174,12 @@ class EmbeddedRedis:
                     self._spawn()
                 if state != "busy":
                     self._wait_ready()
-        if not self._exit_hook:
-            atexit.register(self._release_at_exit)
-            self._exit_hook = True
         return self
 
     def stop(self, timeout: float = START_TIMEOUT) -> None:
-        """Shut the server down (the AOF is flushed); no-op when it is not running."""
+        """Shut the server down (the AOF is flushed); no-op when it is not running.
+
+        Only this user's server of this socket is ever sent SHUTDOWN (``RedisUnavailable`` else)."""
         pid = self.pid
         try:
             self._send(b"SHUTDOWN\r\n")
@@ -149,6 +193,7 @@ class EmbeddedRedis:
 
     def client(self, **kwargs) -> redis.Redis:
         """A RESP2 client whose connections restart this server when it is down."""
+        kwargs.setdefault("socket_timeout", SOCKET_TIMEOUT)
         pool = ConnectionPool(connection_class=_EmbeddedConnection, server=self,
                               path=str(self.socket_path), protocol=2,
                               client_name=f"vss-{os.getpid()}",
@@ -156,15 +201,26 @@ class EmbeddedRedis:
         return redis.Redis(connection_pool=pool)
 
     def _send(self, command: bytes) -> bytes | None:
-        """Reply to ``command``; None when connected but no answer came in time (busy)."""
+        """Reply to ``command``; None when connected but no answer came in time (busy).
+
+        ``RedisUnavailable`` when the process on the socket is not our server (see :meth:`_check_peer`)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.ping_timeout)
             sock.connect(str(self.socket_path))
+            self._check_peer(*_peer(sock))
             try:
                 sock.sendall(command)
                 return sock.recv(256)
             except TimeoutError:
                 return None
+
+    def _check_peer(self, pid: int, uid: int) -> None:
+        if uid == os.getuid() and not _is_redis_process(pid, ""):
+            raise ConnectionRefusedError(f"the server (process {pid}) has exited")  # e.g. on a full disk
+        if uid != os.getuid() or not _is_redis_process(pid, str(self.socket_path)):
+            who = f"uid {uid}" if uid != os.getuid() else f"process {pid}, not our redis-server"
+            raise RedisUnavailable(f"{self.describe()}: the socket is served by another program ({who}); "
+                                   "refusing to use it")
 
     def _ping(self) -> str:
         """Server state: "ok" (any answer), "busy" (connected, slow to answer), "loading" or "down"."""
@@ -205,7 +261,8 @@ class EmbeddedRedis:
                 "--daemonize", "yes", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
                 "--loadmodule", module, *SEARCH_MODULE_ARGS]
         try:
-            done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=START_TIMEOUT)
+            done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=START_TIMEOUT,
+                                  umask=0o077)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RedisUnavailable(f"{self.describe()}: cannot run redis-server: {exc}") from exc
         if done.returncode != 0:
@@ -225,6 +282,12 @@ class EmbeddedRedis:
             time.sleep(0.01)
 
     def _failure(self, detail: str) -> RedisUnavailable:
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        if free is not None and free < LOW_DISK_BYTES:
+            detail = f"the disk of {self.data_dir} is full ({free:,} bytes free); free some space. {detail.strip()}"
         return RedisUnavailable(f"{self.describe()} did not start: {detail.strip() or 'no log output'}")
 
     def _log_tail(self, lines: int = 8) -> str:
@@ -235,15 +298,18 @@ class EmbeddedRedis:
 
     def _others_connected(self) -> bool:
         mine = f"vss-{os.getpid()}"
-        with redis.Redis(unix_socket_path=str(self.socket_path), protocol=2, socket_timeout=2) as probe:
+        with redis.Redis(unix_socket_path=str(self.socket_path), protocol=2, socket_timeout=2,
+                         retry=_retry()) as probe:
             me = probe.client_id()
             return any(int(c["id"]) != me and c.get("name") != mine for c in probe.client_list())
 
     def _release_at_exit(self) -> None:
+        for connection in list(self._connections):  # ours, even one cut off (SIGTERM) before it was named
+            connection.disconnect()
         try:
             if self.running and not self._others_connected():
                 self.stop()
-        except (OSError, redis.RedisError) as exc:
+        except (OSError, redis.RedisError, VSSError) as exc:
             log.warning("could not stop %s at exit: %s", self.describe(), exc)
 
 
@@ -253,6 +319,7 @@ class _EmbeddedConnection(UnixDomainSocketConnection):
     def __init__(self, server: EmbeddedRedis, **kwargs):
         self.server = server
         super().__init__(**kwargs)
+        server._connections.add(self)
 
     def _connect(self):
         try:
@@ -281,18 +348,27 @@ def connect(project) -> redis.Redis:
             raise RedisUnavailable(f"project {project.name}: {exc}") from exc
     else:
         where = f"redis://{target.host}:{target.port}"
-        client = redis.Redis(host=target.host, port=target.port, password=target.password or None,
-                             protocol=2, socket_connect_timeout=5, socket_keepalive=True,
-                             client_name=f"vss-{os.getpid()}", retry=_retry())
-    _check_search_module(client, f"project {project.name}: {where}", target.password)
+        client = _external(target.host, target.port, target.password)
+    client = _check_search_module(client, f"project {project.name}: {where}", target.password)
     _prefer_fail_on_timeout(client)
     return client
 
 
-def _check_search_module(client: redis.Redis, where: str, password: str | None) -> None:
+def _external(host: str, port: int, password: str | None) -> redis.Redis:
+    return redis.Redis(host=host, port=port, password=password or None, protocol=2, socket_connect_timeout=5,
+                       socket_timeout=SOCKET_TIMEOUT, socket_keepalive=True,
+                       client_name=f"vss-{os.getpid()}", retry=_retry())
+
+
+def _check_search_module(client: redis.Redis, where: str, password: str | None) -> redis.Redis:
+    """``client`` (or one without the password, for a server that has none) once the search module is found."""
     try:
         modules = client.module_list()
     except redis.AuthenticationError as exc:
+        if password and "without any password configured" in str(exc):
+            log.warning("%s has no password: REDIS_PASSWD is not used", where)
+            kwargs = client.connection_pool.connection_kwargs
+            return _check_search_module(_external(kwargs["host"], kwargs["port"], None), where, None)
         raise RedisUnavailable(f"{where}: authentication failed (check REDIS_PASSWD)") from exc
     except redis.RedisError as exc:
         message = str(exc).replace(password, "***") if password else str(exc)
@@ -300,6 +376,7 @@ def _check_search_module(client: redis.Redis, where: str, password: str | None) 
     names = {(m.get(b"name") or m.get("name") or b"") for m in modules}
     if not names & {b"search", "search", b"ft", "ft"}:
         raise RedisUnavailable(f"{where}: the Redis search module (RediSearch) is not loaded")
+    return client
 
 
 def _prefer_fail_on_timeout(client: redis.Redis) -> None:
