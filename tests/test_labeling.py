@@ -332,3 +332,21 @@ def test_exemplar_keep_relabel_retire_and_undo(decisions):
     store.add([Record("stripes", other[1].id, np.ones(store.layout().dim))])
     clash = review.relabel([other[1].key], "stripes", "ana")
     assert clash.applied == () and "exists already" in clash.refused[0].reason
+
+
+def test_odd_file_names_predict_and_round_trip_to_the_sheet(decisions, embedder, tmp_path, image_folder):
+    import os
+
+    from vss_core.paths import text_path
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    raw = os.fsdecode(b"caf\xe9 \xff.jpg")  # not UTF-8
+    (folder / raw).write_bytes((image_folder / "circles" / "circles_0.jpg").read_bytes())
+    (folder / "fifo.jpg").parent.mkdir(exist_ok=True)
+    os.mkfifo(folder / "fifo.jpg")
+    report = predict_paths(collect_images(folder), embedder, decisions.exemplars, decisions.pool)
+    assert report.predicted == 1 and not report.failed  # a FIFO is not a regular file: never listed
+    rows = list(csv.DictReader(io.StringIO(to_csv(decisions.pool))))
+    assert text_path(rows[0]["path"]) == folder / raw
+    assert decisions.pool.page()[1][0].name == "caf\\xe9 \\xff.jpg"

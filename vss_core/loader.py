@@ -85,7 +85,7 @@ def collect_folder(folder: str | Path) -> list[Item]:
 def collect_csv(csv_file: str | Path) -> list[Item]:
     """Rows ``path,label[,id]`` (header optional); relative paths are relative to the CSV file."""
     csv_path = Path(csv_file)
-    rows = _csv_rows(csv_path)
+    rows = read_csv_rows(csv_path)
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
         start = 2
@@ -109,7 +109,8 @@ def collect_csv(csv_file: str | Path) -> list[Item]:
     return items
 
 
-def _csv_rows(csv_path: Path) -> list[list[str]]:
+def read_csv_rows(csv_path: Path) -> list[list[str]]:
+    """The rows of a UTF-8 CSV file (regular file, size-capped); InputError naming the file and line."""
     shown = path_text(csv_path)
     try:
         text = read_regular_file(csv_path, MAX_CSV_BYTES).decode("utf-8-sig")
@@ -249,7 +250,7 @@ def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], lis
             keyed.append((store.key_for(item.label, item.id), item))
             continue
         try:
-            item_id = _file_id(item.path)
+            item_id = file_id(item.path)
         except FileRefused as exc:
             unreadable.append((path_text(item.path), f"cannot read file: {exc.reason}"))
             continue
@@ -258,7 +259,8 @@ def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], lis
     return keyed, unreadable
 
 
-def _file_id(path: Path) -> str:
+def file_id(path: Path) -> str:
+    """The content id of a regular file, read in chunks under the size cap; FileRefused otherwise."""
     digest = hashlib.sha1()
     with open_regular_file(path, MAX_FILE_BYTES) as handle:
         try:

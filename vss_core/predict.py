@@ -6,14 +6,13 @@ pool.  Results are written batch by batch: the review grid fills while the job r
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InputError, PathNotAllowed
-from .loader import content_id
-from .paths import resolve_under_roots
+from .errors import FileRefused, InputError, PathNotAllowed
+from .loader import file_id, read_csv_rows
+from .paths import name_text, path_text, resolve_under_roots
 from .pool import PoolStore, Prediction
 from .search import vote
 from .store import VectorStore
@@ -57,19 +56,18 @@ def collect_images(folder: str | Path) -> list[Path]:
 def collect_paths_csv(csv_file: str | Path) -> list[Path]:
     """The first column of a CSV (header ``path`` optional); relative paths are relative to the CSV."""
     csv_path = Path(csv_file)
-    try:
-        rows = list(csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{csv_path}: cannot read CSV: {exc}") from None
+    rows = read_csv_rows(csv_path)
     if rows and rows[0] and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
     paths = []
-    for row in rows:
+    for line_no, row in enumerate(rows, start=1):
         if row and row[0].strip():
+            if "\x00" in row[0]:
+                raise InputError(f"{path_text(csv_path)} line {line_no}: contains a NUL byte")
             path = Path(row[0].strip()).expanduser()
             paths.append(path if path.is_absolute() else csv_path.parent / path)
     if not paths:
-        raise InputError(f"{csv_path}: no paths (expected one image path per row)")
+        raise InputError(f"{path_text(csv_path)}: no paths (expected one image path per row)")
     return paths
 
 
@@ -85,7 +83,7 @@ def predict_paths(paths: Sequence[Path], embedder, exemplars: VectorStore, pool:
                   progress=None, cancel: Callable[[], bool] | None = None, job: str = "") -> PredictReport:
     """Predict ``paths`` into ``pool``, skipping ids already there; reports to ``progress`` per batch."""
     precheck(exemplars)
-    names = list(names) if names is not None else [p.name for p in paths]
+    names = list(names) if names is not None else [name_text(p.name) for p in paths]
     report = PredictReport()
     if progress:
         progress.set_total(len(paths))
@@ -118,10 +116,10 @@ def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress,
         for index, vector, neighbors in zip(batch.ok, batch.vectors, neighbor_lists):
             id, path, name = todo[index]
             majority, weighted = vote(neighbors)
-            predictions.append(Prediction(id, str(path), name, vector, tuple(neighbors), majority, weighted,
+            predictions.append(Prediction(id, path_text(path), name, vector, tuple(neighbors), majority, weighted,
                                           getattr(embedder, "model_name", ""), job))
         pool.add(predictions, threshold)
-        errors = [(str(todo[err.index][1]), err.reason) for err in batch.errors]
+        errors = [(path_text(todo[err.index][1]), err.reason) for err in batch.errors]
         report.predicted += len(predictions)
         report.failed.extend(errors)
         _advance(progress, len(predictions) + len(errors), errors)
@@ -134,9 +132,9 @@ def _identify(chunk) -> tuple[list[tuple[str, Path, str]], list[tuple[str, str]]
     keyed, unreadable = [], []
     for path, name in chunk:
         try:
-            keyed.append((content_id(Path(path).read_bytes()), Path(path), name))
-        except OSError as exc:
-            unreadable.append((str(path), f"cannot read file: {exc.strerror or exc}"))
+            keyed.append((file_id(Path(path)), Path(path), name))
+        except FileRefused as exc:
+            unreadable.append((path_text(path), f"cannot read file: {exc.reason}"))
     return keyed, unreadable
 
 
@@ -176,7 +174,7 @@ def _sources(source, path, roots, uploads, upload_names):
         try:
             allowed.append(resolve_under_roots(candidate, roots))
         except PathNotAllowed as exc:
-            refused.append((str(candidate), str(exc)))
+            refused.append((path_text(candidate), str(exc)))
     names = [_display(p, base if source == "folder" else None) for p in allowed]
     return allowed, names, refused
 
@@ -184,10 +182,10 @@ def _sources(source, path, roots, uploads, upload_names):
 def _display(path: Path, base: Path | None) -> str:
     if base is not None:
         try:
-            return str(path.relative_to(base.resolve()))
+            return name_text(str(path.relative_to(base.resolve())))
         except ValueError:
             pass
-    return path.name
+    return name_text(path.name)
 
 
 def _hidden(relative: Path) -> bool:
