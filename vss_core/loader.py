@@ -126,19 +126,8 @@ def load_job(source: str, path: str, roots: Sequence[Path], embedder, store, add
     """
     def work(progress) -> LoadReport:
         progress.message("Collecting files…")
-        if source == "zip":
-            into = Path(path).with_suffix("")
-            items, allowed_roots = collect_zip(path, into), (into,)
-        else:
-            items, allowed_roots = (collect_csv(path) if source == "csv" else collect_folder(path)), roots
-        allowed, refused = [], []
-        for item in items:
-            try:
-                resolve_under_roots(item.path, allowed_roots)
-                allowed.append(item)
-            except PathNotAllowed as exc:
-                refused.append((str(item.path), str(exc)))
-        progress.message(f"Loading {len(items)} files…")
+        allowed, refused = collect_source(source, path, roots)
+        progress.message(f"Loading {len(allowed) + len(refused)} files…")
         report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
                             cancel=lambda: progress.cancelled)
         report.failed[:0] = refused
@@ -146,6 +135,23 @@ def load_job(source: str, path: str, roots: Sequence[Path], embedder, store, add
         return report
 
     return work
+
+
+def collect_source(source: str, path: str, roots: Sequence[Path]) -> tuple[list[Item], list[tuple[str, str]]]:
+    """(items to load, (file, reason) refused as outside ``roots``) of a "folder", "csv" or "zip" source."""
+    if source == "zip":
+        into = Path(path).with_suffix("")
+        items, allowed_roots = collect_zip(path, into), (into,)
+    else:
+        items, allowed_roots = (collect_csv(path) if source == "csv" else collect_folder(path)), roots
+    allowed, refused = [], []
+    for item in items:
+        try:
+            resolve_under_roots(item.path, allowed_roots)
+            allowed.append(item)
+        except PathNotAllowed as exc:
+            refused.append((str(item.path), str(exc)))
+    return allowed, refused
 
 
 class _WithRefused:
