@@ -208,3 +208,17 @@ def test_default_runner_is_a_thread(tmp_path):
     assert project.jobs == {"runner": "thread", "chunk_size": 1000}
     body = object()
     assert job_body(project, "load", {}, lambda: body) is body
+
+
+def test_without_a_worker_the_job_says_so_and_cancel_drops_its_queued_chunks(world, images):
+    from rq import Queue
+
+    project, client, registry, _ = world
+    job_id = _start_load(project, registry, images)
+    _wait(lambda: "python -m vss_core worker r" in registry.get(job_id).message, 30, "the waiting message")
+    queue = Queue("vss-r", connection=client)
+    assert queue.count == N_IMAGES // 100
+    registry.cancel(job_id)
+    snap = registry.wait(job_id, timeout=30)
+    assert snap.state == "cancelled" and snap.done == 0
+    assert queue.count == 0 and _exemplars(client) == 0

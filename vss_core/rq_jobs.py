@@ -269,7 +269,7 @@ class _ChunkProgress:
     def __init__(self, client: redis.Redis, parent: str, index: int):
         self.client, self.job_id, self.index, self.done = client, parent, index, 0
         self._checked, self._cancelled = 0.0, False
-        client.hset(_progress_key(parent), f"done:{index}", 0)
+        self.advance(0)
 
     def set_total(self, total) -> None:
         if total is not None:
@@ -277,17 +277,20 @@ class _ChunkProgress:
 
     def advance(self, n: int = 1, errors=()) -> None:
         self.done += int(n)
-        self.client.hset(_progress_key(self.job_id), f"done:{self.index}", self.done)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(_progress_key(self.job_id), f"done:{self.index}", self.done)
+        pipe.expire(_progress_key(self.job_id), RESULT_TTL_S)
+        pipe.execute()
 
     def __call__(self, done: int, total=None, errors=()) -> None:
         self.set_total(total)
         self.advance(max(0, int(done) - self.done))
 
     def message(self, text: str) -> None:
-        pass
+        """Messages stay with the worker; the job's message comes from its coordinator."""
 
     def error(self, item, reason) -> None:
-        pass
+        """Per-item errors come back in the chunk's result."""
 
     @property
     def cancelled(self) -> bool:
