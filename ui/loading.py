@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import inputs, resources, state
-from vss_core import loader
+from vss_core import loader, runner
 from vss_core.errors import VSSError
 
 KIND = "load"
@@ -20,7 +20,9 @@ SOURCES = {
 
 def start(ctx, source: str, path: str) -> str:
     """Start a load job for the current project; the job's meta lets it be resumed."""
-    worker = loader.load_job(source, path, ctx.project.data_roots, ctx.embedder, ctx.store, state.annotator())
+    worker = runner.job_body(ctx.project, KIND, dict(source=source, path=path, added_by=state.annotator()),
+                             lambda: loader.load_job(source, path, ctx.project.data_roots, ctx.embedder, ctx.store,
+                                                     state.annotator()))
     return resources.job_registry().start(
         KIND, worker, project=ctx.project.name, source=source, path=path,
         added_by=state.annotator(), label=f"{source} {Path(path).name if source == 'zip' else path}")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui import jobview, resources, state
 from ui.review import flash, show_flash, thumb_uri
-from vss_core import mining_jobs
+from vss_core import mining_jobs, runner
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 
@@ -35,7 +35,7 @@ def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
     if st.button(f"Score {TITLES[what]}", key=f"mine_{what}", type="primary", disabled=busy,
                  icon=":material/radar:"):
         try:
-            worker = mining_jobs.mine_job(what, d, scope, k)
+            worker = _body(ctx, d, what, scope, k)
             resources.job_registry().start(KIND, worker, project=ctx.project.name, what=what, scope=scope,
                                            label=f"{TITLES[what]}{' of ' + scope if scope else ''}",
                                            added_by=state.annotator())
@@ -45,8 +45,13 @@ def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
     jobview.panel(ctx.project.name, KIND, on_resume=lambda snap: _resume(ctx, d, snap))
 
 
+def _body(ctx, d, what: str, scope: str, k: int | None = None):
+    return runner.job_body(ctx.project, KIND, dict(what=what, scope=scope, k=k),
+                           lambda: mining_jobs.mine_job(what, d, scope, k))
+
+
 def _resume(ctx, d, snap) -> None:
-    worker = mining_jobs.mine_job(snap.meta["what"], d, snap.meta.get("scope", ""))
+    worker = _body(ctx, d, snap.meta["what"], snap.meta.get("scope", ""))
     resources.job_registry().start(KIND, worker, project=ctx.project.name, **dict(snap.meta))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import inputs, resources, state
-from vss_core import predict
+from vss_core import predict, runner
 from vss_core.errors import VSSError
 
 KIND = "predict"
@@ -21,9 +21,11 @@ SOURCES = {
 def start(ctx, decisions, source: str, path: str | None, top_n: int, uploads=(), names=()) -> str:
     """Start a prediction job for the current project; its meta lets it be resumed."""
     project = ctx.project
-    worker = predict.predict_job(source, path, project.data_roots, ctx.embedder, decisions.exemplars,
-                                 decisions.pool, top_n=top_n, threshold=predict.threshold_of(project),
-                                 uploads=[Path(u) for u in uploads], upload_names=list(names))
+    spec = dict(source=source, path=path, top_n=top_n, threshold=predict.threshold_of(project),
+                uploads=[str(u) for u in uploads], names=list(names))
+    worker = runner.job_body(project, KIND, spec, lambda: predict.predict_job(
+        source, path, project.data_roots, ctx.embedder, decisions.exemplars, decisions.pool, top_n=top_n,
+        threshold=spec["threshold"], uploads=[Path(u) for u in uploads], upload_names=list(names)))
     label = f"{len(uploads)} uploaded image(s)" if source == "upload" else f"{source} {path}"
     return resources.job_registry().start(
         KIND, worker, project=project.name, source=source, path=path, top_n=top_n,

@@ -7,6 +7,7 @@
     embed PROJECT IMAGE...                 JSON with filenames and embeddings
     stats PROJECT                          dimension, algorithm, count per label
     fetch-model MODEL_ID FOLDER            save a hub model + processor for offline use
+    worker PROJECT [--device cuda:0]       take the project's job chunks (projects with jobs.runner: rq)
 
 Bad input exits non-zero with a one-line error on stderr.
 """
@@ -90,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("stats", help="index statistics")
     cmd.add_argument("project")
     cmd.set_defaults(run=cmd_stats)
+
+    cmd = commands.add_parser("worker", help="an RQ worker for a project's load/predict/mine chunks")
+    cmd.add_argument("project")
+    cmd.add_argument("--device", help="torch device of this worker (default: the project's vss.device)")
+    cmd.add_argument("--heartbeat-s", type=float, default=10.0,
+                     help="a chunk of a worker silent for 3x this is taken again by another worker")
+    cmd.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    cmd.set_defaults(run=cmd_worker)
 
     cmd = commands.add_parser("fetch-model", help="save a hub model and its processor to a folder")
     cmd.add_argument("model_id")
@@ -237,6 +246,15 @@ def cmd_fetch_model(args) -> int:
 
     path = save_model(args.model_id, args.folder)
     print(f"saved {args.model_id} to {path}; set `vss.model: {path}` in the project config")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from .rq_jobs import run_worker
+
+    if args.heartbeat_s <= 0:
+        raise VSSError(f"--heartbeat-s must be positive, got {args.heartbeat_s}")
+    run_worker(_project(args), device=args.device, heartbeat_s=args.heartbeat_s, burst=args.burst)
     return 0
 
 

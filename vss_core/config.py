@@ -3,7 +3,8 @@
 A file has fastapi-vss's keys (``redis.host``, ``redis.port``, ``vss.model``,
 ``vss.project``, ``vss.output_path``, ``config_url``) plus optional ones of ours
 (``redis.index``, ``redis.prefix``, ``vss.index_algorithm``, ``vss.hnsw``,
-``vss.device``, ``vss.data_roots``, ``vss.threshold``).  No ``redis`` section,
+``vss.device``, ``vss.data_roots``, ``vss.threshold``, and a ``jobs`` section:
+``jobs.runner`` thread|rq, ``jobs.chunk_size``).  No ``redis`` section,
 or ``redis.host: embedded``, means the embedded Redis server.
 
 Environment: ``CONFIG_PATH`` (folder of YAML files, default ``config/``),
@@ -29,6 +30,8 @@ from .errors import ConfigError, FileRefused
 from .paths import read_regular_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+JOB_RUNNERS = ("thread", "rq")
+JOBS_DEFAULTS = {"runner": "thread", "chunk_size": 1000}
 EMBEDDED = "embedded"
 ALGORITHMS = ("FLAT", "HNSW")
 HNSW_DEFAULTS = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # recall@10 >= 0.99 at 100k (bench/knn.py)
@@ -129,6 +132,7 @@ class ProjectConfig:
     promote: bool = True
     notice: str | None = None
     """Set when the project runs on a kept copy of its unreachable ``config_url`` (says so)."""
+    jobs: dict = field(default_factory=lambda: dict(JOBS_DEFAULTS))
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -303,6 +307,7 @@ def _build_project(data: dict, path: Path, env: Settings, notice: str | None = N
         threshold=_threshold(reader),
         promote=_promote(reader),
         notice=notice,
+        jobs=_jobs(reader),
         raw=data,
     )
 
@@ -333,6 +338,16 @@ def _model(reader: _Reader) -> str:
     if model.startswith((".", "~")) or beside.exists():
         return str(beside.resolve())
     return model
+
+
+def _jobs(reader: _Reader) -> dict:
+    runner = reader.get("jobs.runner", str, default=JOBS_DEFAULTS["runner"]).strip().lower()
+    if runner not in JOB_RUNNERS:
+        raise reader.fail("jobs.runner", f"must be one of {', '.join(JOB_RUNNERS)}, got {runner!r}")
+    chunk = reader.get("jobs.chunk_size", int, default=JOBS_DEFAULTS["chunk_size"])
+    if chunk < 1:
+        raise reader.fail("jobs.chunk_size", f"must be a positive integer, got {chunk}")
+    return {"runner": runner, "chunk_size": chunk}
 
 
 def _promote(reader: _Reader) -> bool:

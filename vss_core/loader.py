@@ -7,13 +7,14 @@ job after a crash, skips what is loaded and never adds a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from .archive import extract_zip
 from .errors import FileRefused, InputError, PathNotAllowed
@@ -144,20 +145,33 @@ def load_job(source: str, path: str, roots: Sequence[Path], embedder, store, add
     """
     def work(progress) -> LoadReport:
         progress.message("Collecting files…")
-        if source != "zip":
-            items = collect_csv(path) if source == "csv" else collect_folder(path)
-            return _load_collected(items, roots, embedder, store, added_by, progress)
-        into = Path(tempfile.mkdtemp(prefix=".unzip-", dir=Path(path).parent))
-        try:
-            items = collect_zip(path, into / "files", Path(path).name)
-            return _load_collected(items, (into,), embedder, store, added_by, progress)
-        finally:
-            shutil.rmtree(into, ignore_errors=True)
+        with collected(source, path, roots) as (allowed, refused):
+            progress.message(f"Loading {len(allowed) + len(refused)} files…")
+            report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
+                                cancel=lambda: progress.cancelled)
+            report.failed[:0] = refused
+            progress.message(report.summary())
+            return report
 
     return work
 
 
-def _load_collected(items: list[Item], allowed_roots, embedder, store, added_by, progress) -> LoadReport:
+@contextlib.contextmanager
+def collected(source: str, path: str, roots: Sequence[Path]) -> Iterator[tuple[list[Item], list[tuple[str, str]]]]:
+    """(items to load, (file, reason) refused as outside ``roots``) of a "folder", "csv" or "zip" source.
+
+    A zip is extracted into a private folder beside it (checked whole first), removed when the block ends."""
+    if source != "zip":
+        yield _split(collect_csv(path) if source == "csv" else collect_folder(path), roots)
+        return
+    into = Path(tempfile.mkdtemp(prefix=".unzip-", dir=Path(path).parent))
+    try:
+        yield _split(collect_zip(path, into / "files", Path(path).name), (into,))
+    finally:
+        shutil.rmtree(into, ignore_errors=True)
+
+
+def _split(items: list[Item], allowed_roots) -> tuple[list[Item], list[tuple[str, str]]]:
     allowed, refused = [], []
     for item in items:
         try:
@@ -165,12 +179,7 @@ def _load_collected(items: list[Item], allowed_roots, embedder, store, added_by,
             allowed.append(item)
         except PathNotAllowed as exc:
             refused.append((path_text(item.path), str(exc)))
-    progress.message(f"Loading {len(items)} files…")
-    report = load_items(allowed, embedder, store, added_by, progress=_WithRefused(progress, refused),
-                        cancel=lambda: progress.cancelled)
-    report.failed[:0] = refused
-    progress.message(report.summary())
-    return report
+    return allowed, refused
 
 
 class _WithRefused:

@@ -1,0 +1,415 @@
+"""Load, predict and mine jobs on RQ workers over the project's own Redis (``jobs.runner: rq``).
+
+The job still belongs to the JobRegistry of the process that started it: its body
+(:func:`distributed`) collects the images, splits them into chunks of ``jobs.chunk_size``,
+enqueues one RQ job per chunk on the queue ``vss-<project>`` and, while workers take them,
+folds their progress into the job's progress (so the job board, the pages, cancel and resume
+work as for a thread job).  Mining is not per image: it runs as one chunk.  Keys beside RQ's
+own ``rq:*``: ``vss:rq:<job id>:progress`` (HASH ``done:<chunk>``, ``total:<chunk>``) and
+``vss:rq:<job id>:cancel`` (the flag running chunks poll).
+
+A worker (``python -m vss_core worker PROJECT``, :func:`run_worker`) is an RQ SimpleWorker: it
+runs chunks in its own process, so it loads the model once.  While a chunk runs a thread
+renews its StartedJobRegistry entry every ``heartbeat_s`` (the entry lives ``3 x heartbeat_s``).
+A worker that dies leaves the entry to expire; RQ's registry maintenance, run by every idle
+worker each ``3 x heartbeat_s``, puts the chunk back on the queue (``Retry``) and another
+worker takes it.  The loaders skip what is stored (ids from content): every image once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+from .errors import JobError, VSSError
+from .jobboard import OWNER
+from .redis_server import connect
+
+__all__ = ["distributed", "run_worker", "queue_name", "load_chunk", "predict_chunk", "mine_chunk",
+           "DEFAULT_HEARTBEAT_S", "CHUNK_RETRIES"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT_S = 10.0
+CHUNK_RETRIES = 3
+CHUNK_TIMEOUT_S = 6 * 3600
+RESULT_TTL_S = 24 * 3600
+POLL_S = 0.25
+CANCEL_WAIT_S = 30.0
+
+
+def queue_name(project_name: str) -> str:
+    return f"vss-{project_name}"
+
+
+def _progress_key(job_id: str) -> str:
+    return f"vss:rq:{job_id}:progress"
+
+
+def _cancel_key(job_id: str) -> str:
+    return f"vss:rq:{job_id}:cancel"
+
+
+# -- the app's side: split, enqueue, watch -----------------------------------------------------
+def distributed(project, kind: str, spec: dict) -> Callable:
+    """The body ``fn(progress)`` of a ``kind`` job whose work runs on the project's RQ workers."""
+    if kind not in _PLANS:
+        raise JobError(f"job kind {kind!r} cannot run on RQ workers (load, predict or mine)")
+
+    def work(progress):
+        progress.message("Collecting files…")
+        with _PLANS[kind](project, spec, progress.job_id) as (calls, pre_errors, pre_done):
+            if pre_errors:
+                progress.advance(pre_done, errors=pre_errors)
+            return _Watch(project, kind, progress, calls, pre_done).run(pre_errors)
+
+    return work
+
+
+@contextlib.contextmanager
+def _plan_load(project, spec, parent):
+    from .loader import collected
+
+    with collected(spec["source"], spec["path"], project.data_roots) as (items, refused):  # a zip's files
+        rows = [(str(i.path), i.label, i.id) for i in items]                               # live until the end
+        size = project.jobs["chunk_size"]
+        calls = [(load_chunk, (project.name, parent, n, rows[s:s + size], spec.get("added_by", "")),
+                  len(rows[s:s + size])) for n, s in enumerate(range(0, len(rows), size))]
+        yield calls, refused, len(refused)
+
+
+@contextlib.contextmanager
+def _plan_predict(project, spec, parent):
+    from .predict import _sources
+
+    uploads = [Path(u) for u in spec.get("uploads") or ()]
+    paths, names, refused = _sources(spec["source"], spec.get("path"), project.data_roots, uploads,
+                                     list(spec.get("names") or ()))
+    size = project.jobs["chunk_size"]
+    calls = [(predict_chunk, (project.name, parent, n, [str(p) for p in paths[s:s + size]], names[s:s + size],
+                              int(spec["top_n"]), float(spec["threshold"])), len(paths[s:s + size]))
+             for n, s in enumerate(range(0, len(paths), size))]
+    yield calls, refused, 0
+
+
+@contextlib.contextmanager
+def _plan_mine(project, spec, parent):
+    yield [(mine_chunk, (project.name, parent, 0, spec["what"], spec.get("scope", ""), spec.get("k")), None)], [], 0
+
+
+_PLANS = {"load": _plan_load, "predict": _plan_predict, "mine": _plan_mine}
+
+
+class _Watch:
+    """Enqueues a job's chunks and follows them until each finished, failed or was cancelled."""
+
+    def __init__(self, project, kind, progress, calls, pre_done):
+        from rq import Queue
+
+        self.project, self.kind, self.progress, self.calls, self.pre_done = project, kind, progress, calls, pre_done
+        self.client = connect(project)
+        self.queue = Queue(queue_name(project.name), connection=self.client)
+        self.parent = progress.job_id
+        self.results: dict[int, dict] = {}
+        self.failure: str | None = None
+
+    def run(self, pre_errors):
+        total = [c[2] for c in self.calls]
+        self.progress.set_total(None if None in total else self.pre_done + sum(total))
+        ids = self._enqueue()
+        pending = dict(enumerate(ids))
+        cancel_at = None
+        try:
+            while pending:
+                if cancel_at is None and (self.progress.cancelled or self.failure):
+                    cancel_at = self._cancel(pending)
+                if cancel_at is not None and time.monotonic() - cancel_at > CANCEL_WAIT_S:
+                    break
+                self._poll(pending)
+                self._report()
+                if pending:
+                    time.sleep(POLL_S)
+        finally:
+            self.client.delete(_progress_key(self.parent))
+        if self.failure:
+            raise JobError(f"{self.kind.title()} job of project '{self.project.name}' failed: {self.failure}")
+        return self._result(pre_errors)
+
+    def _enqueue(self) -> list[str]:
+        from rq import Retry
+
+        self.progress.message(f"Queued {len(self.calls)} chunk(s) on RQ queue {self.queue.name}…")
+        ids = []
+        for n, (fn, args, _) in enumerate(self.calls):
+            job = self.queue.enqueue(fn, *args, job_id=f"{self.parent}-{n}", job_timeout=CHUNK_TIMEOUT_S,
+                                     result_ttl=RESULT_TTL_S, failure_ttl=RESULT_TTL_S,
+                                     retry=Retry(max=CHUNK_RETRIES), description=f"{self.kind} {self.parent} #{n}")
+            ids.append(job.id)
+        return ids
+
+    def _cancel(self, pending: dict[int, str]) -> float:
+        from rq.job import Job, JobStatus
+
+        self.client.set(_cancel_key(self.parent), "1", ex=RESULT_TTL_S)
+        for job in Job.fetch_many(list(pending.values()), connection=self.client):
+            if job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+                try:
+                    job.cancel()
+                except Exception as e:  # it started meanwhile: it sees the flag
+                    log.info("chunk %s not cancelled: %s", job.id, e)
+        return time.monotonic()
+
+    def _poll(self, pending: dict[int, str]) -> None:
+        from rq.job import Job, JobStatus
+
+        jobs = Job.fetch_many(list(pending.values()), connection=self.client)
+        for (n, _), job in zip(list(pending.items()), jobs):
+            status = job.get_status(refresh=False) if job is not None else None
+            if status == JobStatus.FINISHED:
+                self.results[n] = job.return_value() or {}
+                if self.results[n].get("error") and not self.failure:
+                    self.failure = f"chunk {n + 1} of {len(self.calls)}: {self.results[n]['error']}"
+            elif status == JobStatus.FAILED:
+                reason = ((job.exc_info or "").strip().splitlines() or ["unknown error"])[-1]
+                self.failure = self.failure or f"chunk {n + 1} of {len(self.calls)} failed on its worker: {reason}"
+            elif status is None and not self.progress.cancelled:
+                self.failure = self.failure or f"chunk {n + 1} of {len(self.calls)}: its RQ job was deleted"
+            elif status not in (None, JobStatus.CANCELED, JobStatus.STOPPED):
+                continue
+            del pending[n]
+            errors = self.results.get(n, {}).get("failed") or ()
+            if errors:
+                self.progress.advance(0, errors=[tuple(e) for e in errors])
+        if pending and not self.progress.cancelled:
+            self._say_waiting()
+
+    def _say_waiting(self) -> None:
+        from rq import Worker
+
+        if Worker.count(queue=self.queue) == 0:
+            self.progress.message(f"Waiting for an RQ worker: start `python -m vss_core worker {self.project.name}`.")
+        else:
+            self.progress.message(f"{len(self.results)} of {len(self.calls)} chunk(s) done on RQ workers…")
+
+    def _report(self) -> None:
+        raw = {k.decode(): int(v) for k, v in self.client.hgetall(_progress_key(self.parent)).items()}
+        done = self.pre_done
+        totals = []
+        for n, call in enumerate(self.calls):
+            result = self.results.get(n)
+            done += _count(result) if result else raw.get(f"done:{n}", 0)
+            totals.append(call[2] if call[2] is not None else raw.get(f"total:{n}"))
+        self.progress(done, None if None in totals else self.pre_done + sum(totals))
+
+    def _result(self, pre_errors):
+        parts = [self.results[n] for n in sorted(self.results)]
+        cancelled = self.progress.cancelled or len(parts) < len(self.calls) or any(p.get("cancelled") for p in parts)
+        failed = list(pre_errors) + [tuple(e) for p in parts for e in p.get("failed") or ()]
+        if self.kind == "mine":
+            scored = sum(int(p.get("scored") or 0) for p in parts)
+            self.progress.message(f"{scored:,} scored")
+            return scored
+        if self.kind == "load":
+            from .loader import LoadReport
+
+            report = LoadReport(loaded=sum(p.get("loaded", 0) for p in parts),
+                                skipped=sum(p.get("skipped", 0) for p in parts), failed=failed, cancelled=cancelled)
+        else:
+            from .predict import PredictReport
+
+            report = PredictReport(predicted=sum(p.get("predicted", 0) for p in parts),
+                                   skipped=sum(p.get("skipped", 0) for p in parts), failed=failed,
+                                   cancelled=cancelled, ids=[i for p in parts for i in p.get("ids") or ()])
+        self.progress.message(report.summary())
+        return report
+
+
+def _count(result: dict) -> int:
+    return sum(int(result.get(k) or 0) for k in ("loaded", "predicted", "skipped")) + len(result.get("failed") or ())
+
+
+# -- the worker's side: chunks --------------------------------------------------------------
+@dataclass
+class _Context:
+    project: Any
+    embedder: Any
+    decisions: Any
+    client: redis.Redis
+
+
+_CONTEXTS: dict[str, _Context] = {}
+_CONTEXT_LOCK = threading.Lock()
+
+
+def _open_context(project, device: str | None = None) -> _Context:
+    from .decisions import open_decisions
+    from .embedder import Embedder
+
+    embedder = Embedder(project.model, device=device or project.device, batch_size=project.batch_size)
+    return _Context(project, embedder, open_decisions(project, embedder.dim), connect(project))
+
+
+def _context(project_name: str) -> _Context:
+    """The worker process's model and stores for a project, opened once (then cached)."""
+    with _CONTEXT_LOCK:
+        if project_name not in _CONTEXTS:
+            from .config import load_projects
+
+            _CONTEXTS[project_name] = _open_context(load_projects().get(project_name))
+        return _CONTEXTS[project_name]
+
+
+class _ChunkProgress:
+    """What a loader reports to inside a chunk: written to the job's progress hash."""
+
+    def __init__(self, client: redis.Redis, parent: str, index: int):
+        self.client, self.job_id, self.index, self.done = client, parent, index, 0
+        self._checked, self._cancelled = 0.0, False
+        self.advance(0)
+
+    def set_total(self, total) -> None:
+        if total is not None:
+            self.client.hset(_progress_key(self.job_id), f"total:{self.index}", int(total))
+
+    def advance(self, n: int = 1, errors=()) -> None:
+        self.done += int(n)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(_progress_key(self.job_id), f"done:{self.index}", self.done)
+        pipe.expire(_progress_key(self.job_id), RESULT_TTL_S)
+        pipe.execute()
+
+    def __call__(self, done: int, total=None, errors=()) -> None:
+        self.set_total(total)
+        self.advance(max(0, int(done) - self.done))
+
+    def message(self, text: str) -> None:
+        """Messages stay with the worker; the job's message comes from its coordinator."""
+
+    def error(self, item, reason) -> None:
+        """Per-item errors come back in the chunk's result."""
+
+    @property
+    def cancelled(self) -> bool:
+        if not self._cancelled and time.monotonic() - self._checked > 0.2:
+            self._checked = time.monotonic()
+            self._cancelled = bool(self.client.exists(_cancel_key(self.job_id)))
+        return self._cancelled
+
+    def check(self) -> None:
+        from .jobs import JobCancelled
+
+        if self.cancelled:
+            raise JobCancelled(self.job_id)
+
+
+def _chunk(project_name: str, parent: str, index: int, run: Callable[[_Context, _ChunkProgress], dict]) -> dict:
+    ctx = _context(project_name)
+    progress = _ChunkProgress(ctx.client, parent, index)
+    if progress.cancelled:
+        return {"cancelled": True, "worker": OWNER}
+    try:
+        return dict(run(ctx, progress), worker=OWNER)
+    except VSSError as e:
+        return {"error": str(e), "worker": OWNER}
+
+
+def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by: str) -> dict:
+    """Load ``rows`` of (path, label, id) into the project's exemplars (an RQ job)."""
+    from .loader import Item, load_items
+
+    def run(ctx, progress):
+        items = [Item(Path(p), label, given) for p, label, given in rows]
+        r = load_items(items, ctx.embedder, ctx.decisions.exemplars, added_by, progress=progress,
+                       cancel=lambda: progress.cancelled)
+        return {"loaded": r.loaded, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled}
+
+    return _chunk(project_name, parent, index, run)
+
+
+def predict_chunk(project_name: str, parent: str, index: int, paths: list, names: list, top_n: int,
+                  threshold: float) -> dict:
+    """Predict ``paths`` into the project's review pool, as part of job ``parent`` (an RQ job)."""
+    from .predict import predict_paths
+
+    def run(ctx, progress):
+        d = ctx.decisions
+        r = predict_paths([Path(p) for p in paths], ctx.embedder, d.exemplars, d.pool, top_n=top_n,
+                          threshold=threshold, names=names, progress=progress,
+                          cancel=lambda: progress.cancelled, job=parent)
+        return {"predicted": r.predicted, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled,
+                "ids": r.ids}
+
+    return _chunk(project_name, parent, index, run)
+
+
+def mine_chunk(project_name: str, parent: str, index: int, what: str, scope: str, k: int | None) -> dict:
+    """Score the pool or the exemplars for ``what`` (novelty, anomaly, mislabel) (an RQ job)."""
+    from .jobs import JobCancelled
+    from .mining_jobs import mine_job
+
+    def run(ctx, progress):
+        try:
+            return {"scored": int(mine_job(what, ctx.decisions, scope, k)(progress))}
+        except JobCancelled:
+            return {"cancelled": True}
+
+    return _chunk(project_name, parent, index, run)
+
+
+# -- the worker process ----------------------------------------------------------------------
+def _worker_class():
+    from rq import SimpleWorker
+
+    class VSSWorker(SimpleWorker):
+        """A SimpleWorker (chunks run in this process: one model) whose running chunk heartbeats."""
+
+        heartbeat_s = DEFAULT_HEARTBEAT_S
+
+        def get_heartbeat_ttl(self, job) -> int:
+            return max(1, math.ceil(3 * self.heartbeat_s))
+
+        def execute_job(self, job, queue):
+            stop = threading.Event()
+            beat = threading.Thread(target=self._beat, args=(job, stop), daemon=True, name="vss-rq-heartbeat")
+            beat.start()
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                stop.set()
+                beat.join(timeout=5)
+
+        def _beat(self, job, stop: threading.Event) -> None:
+            while not stop.wait(self.heartbeat_s):
+                if getattr(self, "execution", None) is None:
+                    continue
+                try:
+                    self.maintain_heartbeats(job)
+                except redis.RedisError as e:
+                    self.log.warning("heartbeat of chunk %s failed: %s", job.id, e)
+
+    return VSSWorker
+
+
+def run_worker(project, device: str | None = None, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+               burst: bool = False) -> bool:
+    """Take the project's chunks until stopped (SIGTERM/SIGINT) or, with ``burst``, the queue is empty.
+
+    The model loads once, before the first chunk.  A chunk whose worker died is taken again
+    after about ``3 x heartbeat_s`` (RQ's abandoned-job handling with ``Retry``)."""
+    from rq import Queue
+
+    _CONTEXTS[project.name] = _open_context(project, device)
+    ttl = max(1, math.ceil(3 * heartbeat_s))
+    client = connect(project)
+    worker = _worker_class()([Queue(queue_name(project.name), connection=client)], connection=client,
+                             worker_ttl=ttl + 15, maintenance_interval=ttl)
+    worker.heartbeat_s = heartbeat_s
+    return worker.work(burst=burst, logging_level="WARNING")
