@@ -71,7 +71,7 @@ def server(app_setup, tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
             time.sleep(0.25)
-        yield url, slow, data
+        yield url, slow, data, proc.pid
     finally:
         proc.terminate()
         try:
@@ -124,7 +124,7 @@ def _tall_screenshot(pg, path: Path, height: int = 2200) -> None:
 def test_load_search_and_reload_mid_job(page, server, tmp_path):
     from playwright.sync_api import expect
 
-    url, slow, _ = server
+    url, slow, _, _ = server
     pg = page
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -204,7 +204,7 @@ def _metric(pg, label: str):
 def test_review_with_the_keyboard_and_bulk_accept(page, server, app_setup, tmp_path):
     from playwright.sync_api import expect
 
-    url, _, _ = server
+    url, _, _, _ = server
     pg = page
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -258,7 +258,7 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     from vss_core.loader import collect_folder, load_items
     from vss_core.predict import collect_images, predict_paths
 
-    url, _, data = server
+    url, _, data, _ = server
     monkeypatch.setenv("VSS_DATA_DIR", str(data))
     folder = tmp_path / "pool"
     folder.mkdir()
@@ -308,3 +308,28 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
+
+
+def test_four_sessions_search_at_once_without_errors_or_mixing(chromium_path, server, app_setup, tmp_path,
+                                                               monkeypatch):
+    from tests.browser_soak import query_sets, soak
+    from vss_core.config import load_projects
+    from vss_core.embedder import Embedder
+    from vss_core.loader import collect_folder, load_items
+    from vss_core.store import open_store
+
+    url, _, data, pid = server
+    monkeypatch.setenv("VSS_DATA_DIR", str(data))
+    project = load_projects(app_setup.config).projects["alpha"]
+    embedder = Embedder(str(app_setup.model), device="cpu", batch_size=8)
+    load_items(collect_folder(app_setup.exemplars), embedder, open_store(project, embedder.dim))
+    sets = query_sets(tmp_path / "queries", sessions=4, per_session=32)
+    page_url = f"{url}/?project=alpha"
+    warm = soak(chromium_path, page_url, sets[:1], 1, pid)  # model, thumbnails and caches warm
+    assert not warm["errors"], warm["errors"]
+    stats = soak(chromium_path, page_url, sets, float(os.environ.get("VSS_SOAK_S", "60")), pid)
+    print(stats)
+    assert not stats["errors"], stats["errors"]
+    assert not stats["mixed"], stats["mixed"]
+    assert not any(stats["alive"]) and all(n >= 1 for n in stats["own_seen"]), stats
+    assert stats["rss_end_mb"] < stats["rss_start_mb"] + 300, stats  # bounded caches: no growth per search

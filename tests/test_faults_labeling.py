@@ -186,3 +186,84 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
     d2 = open_decisions(project, embedder.dim)
     assert d2.pool.info().count == N_IMAGES
     _decisions_intact(d2, decided)
+
+
+def test_two_loads_of_one_folder_at_once_report_what_each_wrote(world, image_folder):
+    _, _, d, _, env, _ = world
+    d.exemplars.client.delete(*[e.key for label in d.exemplars.label_counts()
+                                for e in d.exemplars.exemplars(label, limit=100)])
+    runs = [subprocess.Popen([sys.executable, "-m", "vss_core", "load", "f", str(image_folder)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=120)[0] for run in runs]
+    loaded = [int(out.split("loaded ")[1].split(",")[0]) for out in outs]
+    assert sum(loaded) == 18 and sum(d.exemplars.label_counts().values()) == 18, outs
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tiny_vit_dir, image_folder, tmp_path):
+    from tests.fixtures_redis import make_project
+    from vss_core.decisions import Change, open_decisions
+    from vss_core.embedder import Embedder
+    from vss_core.errors import VSSError
+    from vss_core.loader import collect_folder, load_items
+    from vss_core.predict import collect_images, predict_paths
+    from vss_core.redis_server import embedded_server
+
+    images = tmp_path / "queries"
+    images.mkdir()
+    for i in range(30):
+        label_image(sorted(LABELS)[i % 3], seed=70_000 + i).save(images / f"q{i:02d}.jpg")
+    project = make_project(small_disk / "p", model=str(tiny_vit_dir))
+    embedder = Embedder(str(tiny_vit_dir), device="cpu", batch_size=8)
+    d = open_decisions(project, embedder.dim)
+    try:
+        load_items(collect_folder(image_folder), embedder, d.exemplars)
+        predict_paths(collect_images(images)[:10], embedder, d.exemplars, d.pool)
+        first = d.pool.page(limit=1)[1][0]
+        d.pool.sync()
+        filler = small_disk / "filler"
+        with open(filler, "wb") as f:  # fill the disk to the last byte
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        with pytest.raises(VSSError) as failed:
+            predict_paths(collect_images(images), embedder, d.exemplars, d.pool)
+        assert "No space left" in str(failed.value) or "MISCONF" in str(failed.value), failed.value
+        with pytest.raises(VSSError, match="nothing was changed"):
+            d.apply([Change(first.id, "accepted", None, first.version)], "ana")
+        assert d.pool.get([first.id])[0].status == "predicted" and d.history(first.id) == []
+        filler.unlink()
+        end = time.monotonic() + 20
+        while True:  # Redis retries its AOF write once there is room again
+            try:
+                d.apply([Change(first.id, "accepted", None, first.version)], "ana")
+                break
+            except VSSError:
+                assert time.monotonic() < end, "Redis did not accept writes after space was freed"
+                time.sleep(0.5)
+        assert predict_paths(collect_images(images), embedder, d.exemplars, d.pool).failed == []
+        d.pool.sync()
+        embedded_server(small_disk / "p").stop()
+        d2 = open_decisions(project, embedder.dim)
+        assert d2.pool.info().count == 30
+        item = d2.pool.get([first.id])[0]
+        assert (item.status, item.annotator) == ("accepted", "ana") and len(d2.history(first.id)) == 1
+    finally:
+        embedded_server(small_disk / "p").stop()

@@ -239,9 +239,10 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
     for batch in embedder.iter_embed([str(item.path) for _, item in todo]):
         records = [_record(todo[index], vector, added_by, embedder)
                    for index, vector in zip(batch.ok, batch.vectors)]
-        store.add(records)
+        written = store.add(records)
         errors = [(path_text(todo[err.index][1].path), err.reason) for err in batch.errors]
-        report.loaded += len(records)
+        report.loaded += written
+        report.skipped += len(records) - written  # stored meanwhile by another load
         report.failed.extend(errors)
         _advance(progress, len(records) + len(errors), errors)
         if cancel and cancel():

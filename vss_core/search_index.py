@@ -108,11 +108,13 @@ class SearchIndex:
         layout = self._read_layout() or IndexLayout(None, None, "", "", "", False, 0)
         return IndexInfo(self.index_name, layout.dim, layout.algorithm, layout.count, self.recorded_model())
 
-    def write(self, commands: list[tuple]) -> None:
-        """Send ``commands`` in one socket write; any error reply raises naming the index."""
-        for reply in self.send_all(commands):
+    def write(self, commands: list[tuple]) -> list:
+        """Send ``commands`` in one socket write and return the replies; an error reply raises naming the index."""
+        replies = self.send_all(commands)
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise VSSError(f"writing to Redis index '{self.index_name}' failed: {reply}")
+        return replies
 
     def send_all(self, commands: list[tuple]) -> list:
         """Send ``commands`` in one socket write and read every reply (error replies as exceptions).

@@ -73,18 +73,20 @@ class VectorStore(SearchIndex):
 
     @guard
     def add(self, records: Iterable[Record]) -> int:
-        """Write ``records`` (one socket write per 256); an existing key is overwritten. Returns how many."""
+        """Write ``records`` (one socket write per 256); an existing key is overwritten.
+
+        Returns how many were new: a record whose key someone else wrote meanwhile (two loads of one
+        folder at once) is not counted, so each run reports what it actually added."""
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        count, chunk = 0, []
+        new, chunk = 0, []
         for record in records:
             chunk.append(self.hset_command(record, added_at))
-            count += 1
             if len(chunk) == BATCH:
-                self.write(chunk)
+                new += sum(1 for n in self.write(chunk) if n)
                 chunk = []
         if chunk:
-            self.write(chunk)
-        return count
+            new += sum(1 for n in self.write(chunk) if n)
+        return new
 
     def hset_command(self, record: Record, added_at: str) -> tuple:
         """The HSET that stores ``record``."""
