@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import images
+from .decode_pool import one_torch_thread
 from .errors import ConfigError, ImageError, ModelLoadError
 from .preprocess import make_preprocessor
 
@@ -104,7 +105,7 @@ class Embedder:
         of the batch being embedded.
         """
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vss-decode",
-                                  initializer=_single_threaded_torch)
+                                  initializer=one_torch_thread)
         pending: deque[tuple[int, list[Future]]] = deque()
         try:
             for start, chunk in _chunks(sources, self.batch_size):
@@ -165,13 +166,6 @@ class Embedder:
             rows = [i for i, p in enumerate(pixels) if p.shape == shape]
             out[rows] = self.embed_pixels(np.stack([pixels[i] for i in rows]))
         return out
-
-
-def _single_threaded_torch() -> None:
-    """Decode threads run torch ops (resize) on one core each; OpenMP's thread count is per thread."""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _chunks(sources: Iterable, size: int) -> Iterator[tuple[int, list]]:
