@@ -86,17 +86,38 @@ class FastPath:
         new_long = int(edge * long / short)
         return (edge, new_long) if width <= height else (new_long, edge)
 
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) of every model input when it does not depend on the image, else ``None``."""
+        return self.spec.crop or self.spec.fixed_size
+
     def load(self, source, name: str | None = None) -> np.ndarray:
         """Decode ``source`` (draft mode for JPEG) and return its (3, H, W) float32 model input."""
+        return self.normalize(self.load_uint8(source, name))
+
+    def load_uint8(self, source, name: str | None = None) -> np.ndarray:
+        """Decode ``source`` and return it resized and cropped, (H, W, 3) uint8, not yet normalised."""
         decoded = images.decode_full(source, name, self.draft_size)
-        return self._finish(decoded.image, decoded.full_size, decoded.box)
+        return self._resized(decoded.image, decoded.full_size, decoded.box)
 
     def process(self, image: Image.Image) -> np.ndarray:
         """Return the (3, H, W) float32 model input of an already decoded PIL image."""
-        image = images.to_rgb(image)
-        return self._finish(image, image.size, None)
+        return self.normalize(self.process_uint8(image))
 
-    def _finish(self, image: Image.Image, full_size, box) -> np.ndarray:
+    def process_uint8(self, image: Image.Image) -> np.ndarray:
+        """An already decoded PIL image resized and cropped, (H, W, 3) uint8."""
+        image = images.to_rgb(image)
+        return self._resized(image, image.size, None)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) or (n, H, W, 3) uint8 -> (3, H, W) or (n, 3, H, W) float32 ``pixel * mul + add``."""
+        axes = (2, 0, 1) if pixels.ndim == 3 else (0, 3, 1, 2)
+        out = np.ascontiguousarray(pixels.transpose(axes)).astype(np.float32)
+        out *= self._mul
+        out += self._add
+        return out
+
+    def _resized(self, image: Image.Image, full_size, box) -> np.ndarray:
         target = self.target_size(full_size)
         crop = self.spec.crop
         if target is None or (target == image.size and box is None):
@@ -108,12 +129,7 @@ class FastPath:
             if crop and crop[0] <= target[1] and crop[1] <= target[0]:
                 box, target, crop = _crop_box(box, target, crop), crop[::-1], None
             arr = np.asarray(image.resize(target, resample=self.spec.resample, box=box), dtype=np.uint8)
-        if crop:
-            arr = _center_crop(arr, crop)
-        out = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
-        out *= self._mul
-        out += self._add
-        return out
+        return _center_crop(arr, crop) if crop else arr
 
 
 def make_preprocessor(processor, fast: bool = True, torch_resize: bool = True):
