@@ -9,7 +9,8 @@ which this script starts and fills with --exemplars vectors (FLAT, fastapi-vss's
 Each method runs as its own process, interleaved, --repeat times, on the same JPEG files:
   vss cli         python -m vss_core knn PROJECT <files> --top-n 5   (wall time of the whole process)
   fastapi-vss     a process that imports ViTWrapper from a copy of fastapi-vss's source
-                  (src/app/predictors/process_vits.py, vector_similarity.py, app/logger),
+                  (src/app/predictors/process_vits.py, vector_similarity.py, app/logger; the one change:
+                  redis-py's module indexDefinition is aliased to its current name index_definition),
                   builds it on the same model folder and Redis, and calls predict(files, top_n=5)
   vss app path    a process that builds the Embedder and store once (the app caches them), then calls
                   vss_core.search.search on the files' bytes (uploads) from a fresh thread, as each
@@ -41,6 +42,8 @@ FASTAPI_CHILD = r"""
 import sys, threading, time
 start = time.perf_counter()
 import redis
+import redis.commands.search.index_definition as index_definition
+sys.modules["redis.commands.search.indexDefinition"] = index_definition  # the module's pre-redis-6 name
 from app.predictors.process_vits import ViTWrapper
 model, socket, mode, *paths = sys.argv[1:]
 r = redis.Redis(unix_socket_path=socket)
@@ -89,8 +92,10 @@ def fastapi_source(git_dir: Path, into: Path) -> Path:
     return into / "src"
 
 
-def setup_project(kind: str, tmp: Path, exemplars: int) -> tuple[Path, str, Path]:
-    """A model folder, a project YAML and a filled embedded Redis; (config dir, project, socket)."""
+def setup_project(kind: str, tmp: Path, exemplars: int):
+    """A model folder, a project YAML and a filled embedded Redis; (config dir, project, socket, model, client).
+
+    Hold the client: the embedded server stops when the last process connected to it exits."""
     from vss_core.config import load_projects
     from vss_core.redis_server import connect
     from vss_core.store import Record, open_store
@@ -108,8 +113,9 @@ def setup_project(kind: str, tmp: Path, exemplars: int) -> tuple[Path, str, Path
     vectors, _ = common.clustered(exemplars, dim, clusters=50)
     store.add(Record(f"label{i % 50}", str(i), v) for i, v in enumerate(vectors))
     client = connect(project)
+    client.ping()
     socket = client.connection_pool.connection_kwargs.get("path")
-    return config, name, Path(socket), model
+    return config, name, Path(socket), model, client
 
 
 def run(command: list[str], env: dict, cwd: Path) -> tuple[float, float | None]:
@@ -125,7 +131,7 @@ def run(command: list[str], env: dict, cwd: Path) -> tuple[float, float | None]:
 
 
 def bench_model(kind: str, paths: list[Path], args, tmp: Path, fastapi_src: Path) -> tuple[list[dict], dict]:
-    config, name, socket, model = setup_project(kind, tmp, args.exemplars)
+    config, name, socket, model, client = setup_project(kind, tmp, args.exemplars)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VSS_DATA_DIR": str(tmp / "data"), "LOG_DIR": str(tmp / "logs"),
            "PYTHONPATH": str(common.REPO)}
     files = [str(p) for p in paths]
@@ -143,6 +149,7 @@ def bench_model(kind: str, paths: list[Path], args, tmp: Path, fastapi_src: Path
     times: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(args.repeat):  # interleaved: load changes hit every method alike
         for method, (command, menv, cwd, which) in methods.items():
+            client.ping()  # keeps this connection (and so the server) alive between the processes
             wall, inner = run(command, menv, cwd)
             times[method].append(wall if which == "wall" else inner)
             print(f"  {kind}: {method}: {times[method][-1]:.2f} s", flush=True)
