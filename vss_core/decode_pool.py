@@ -22,7 +22,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -212,9 +212,7 @@ def _work(spec, torch_resize: bool, shm_name: str, shape: tuple, tasks, results)
     """A decode process: take (slot, pos, source) tasks until None, write pixels, report failures."""
     from .preprocess import FastPath
 
-    shm = shared_memory.SharedMemory(name=shm_name)
-    with contextlib.suppress(Exception):  # the parent owns (and unlinks) the segment
-        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+    shm = shared_memory.SharedMemory(name=shm_name)  # the parent owns (and unlinks) it; same resource tracker
     pixels = np.ndarray(shape, np.uint8, buffer=shm.buf)
     if torch_resize:
         import torch

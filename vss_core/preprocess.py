@@ -8,7 +8,9 @@ whose settings it cannot reproduce go through the processor itself.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -96,7 +98,14 @@ class FastPath:
         return self.normalize(self.load_uint8(source, name))
 
     def load_uint8(self, source, name: str | None = None) -> np.ndarray:
-        """Decode ``source`` and return it resized and cropped, (H, W, 3) uint8, not yet normalised."""
+        """Decode ``source`` and return it resized and cropped, (H, W, 3) uint8, not yet normalised.
+
+        Plain upright YCbCr JPEGs decode with libjpeg-turbo's DCT scaling through simplejpeg
+        (~1.5x PIL's draft mode, docs/benchmarks.md); anything else, or any doubt, goes through
+        :func:`images.decode_full`, which also gives the errors."""
+        quick = _simplejpeg(source, self.draft_size)
+        if quick is not None:
+            return self._resized(*quick)
         decoded = images.decode_full(source, name, self.draft_size)
         return self._resized(decoded.image, decoded.full_size, decoded.box)
 
@@ -244,6 +253,55 @@ def _channels(values) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return out * 3 if len(out) == 1 else out if len(out) == 3 else None
+
+
+def _simplejpeg(source, draft_size: tuple[int, int] | None):
+    """(image, full size, box) of a plain upright JPEG decoded DCT-scaled to >= ``draft_size``, else None."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    data = source if isinstance(source, bytes) else _small_file(source)
+    if data is None or not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace != "YCbCr" or width * height > images.MAX_PIXELS or not _upright(data):
+            return None
+        want = draft_size or (0, 0)
+        if width < 2 * want[0] or height < 2 * want[1]:
+            want = (width, height)  # as PIL's draft: reduce only by 2 or more
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=want[1], min_width=want[0])
+    except (ValueError, RuntimeError, OSError):
+        return None
+    out_h, out_w = rgb.shape[:2]
+    if (out_w, out_h) == (width, height):
+        return Image.fromarray(rgb), (width, height), None
+    for eighths in range(1, 9):  # libjpeg scales by M/8 and rounds up
+        if (-(-width * eighths // 8), -(-height * eighths // 8)) == (out_w, out_h):
+            return Image.fromarray(rgb), (width, height), (0.0, 0.0, width * eighths / 8, height * eighths / 8)
+    return None
+
+
+def _small_file(source, limit: int = 64 << 20) -> bytes | None:
+    if not isinstance(source, (str, Path)):
+        return None
+    try:
+        path = Path(source)
+        return path.read_bytes() if path.is_file() and path.stat().st_size <= limit else None
+    except OSError:
+        return None
+
+
+def _upright(data: bytes) -> bool:
+    """Whether a JPEG needs no EXIF rotation (no EXIF, or orientation 1)."""
+    if b"Exif" not in data[:65536]:
+        return True
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(0x0112, 1)) == 1
+    except Exception:  # noqa: BLE001  unreadable EXIF: let the full decoder judge
+        return False
 
 
 def _whole_image(box, size: tuple[int, int]) -> bool:
