@@ -1,6 +1,6 @@
 """Decode + preprocess: which decoder, threads or processes, and how it scales with workers.
 
-    python bench/decode.py [--n 1024] [--repeat 5] [--workers 1,2] [--image-dir DIR]
+    python bench/decode.py [--n 1024] [--repeat 5] [--workers 1,2] [--image-dir DIR] [--baseline GIT_REV]
 
 640x480 photo-like JPEGs (quality 90), the processor of google/vit-base-patch16-224 (224x224 bilinear).
   decoders   one thread, ms per image, and the cosine of its model input with the processor's (min):
@@ -8,7 +8,9 @@
              torch resize (CPU devices) and PIL's (GPU devices); the transformers processor itself
   scaling    images/s of decode + preprocess alone with 1 and 2 workers: ProcessDecoder (processes,
              uint8 batches in shared memory) and a thread pool of FastPath.load (float32, today's path)
-  pipeline   Embedder(tiny ViT).embed(files) with decode="threads" vs decode="processes"
+  pipeline   Embedder(tiny ViT).embed(files) with decode="threads" vs decode="processes"; with --baseline,
+             also Embedder(...).embed(files) of this tree vs the vss_core of GIT_REV (git archive into a tmp
+             dir), each in its own process, alternating, the same files and model
 Targets on this 2-core VM: processes, 2 workers >= 1.8x 1 worker; the CPU pipeline no slower than today.
 """
 
@@ -132,6 +134,44 @@ def bench_pipeline(paths, model_dir, repeat: int, batch: int):
              "img/s (median)": rate[mode], "x threads": rate[mode] / rate["threads"]} for mode in embedders], rate
 
 
+BASELINE_CHILD = r"""
+import statistics, sys, time
+from pathlib import Path
+from vss_core.embedder import Embedder
+model, *paths = sys.argv[1:]
+embedder = Embedder(model, device="cpu", batch_size=32)
+embedder.embed(paths[:64])
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    assert len(embedder.embed(paths).ok) == len(paths)
+    times.append(time.perf_counter() - start)
+print("RESULT", len(paths) / statistics.median(times))
+"""
+
+
+def bench_baseline(paths, model_dir: Path, rev: str, tmp: Path, repeat: int):
+    import os
+    import subprocess
+    import sys
+
+    old = tmp / "baseline"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(common.REPO), "archive", rev, "vss_core"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    trees = {f"vss_core at {rev}": old, "this tree": common.REPO}
+    rates = {name: [] for name in trees}
+    for _ in range(max(1, repeat // 2)):
+        for name, tree in trees.items():
+            out = subprocess.run([sys.executable, "-c", BASELINE_CHILD, str(model_dir), *map(str, paths)],
+                                 env={**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}, cwd=tmp,
+                                 capture_output=True, text=True, timeout=900, check=True)
+            rates[name].append(float(out.stdout.split("RESULT")[-1]))
+    base = statistics.median(rates[f"vss_core at {rev}"])
+    return [{"pipeline (tiny ViT, embed files, default settings)": name, "img/s (median)": statistics.median(r),
+             "x baseline": statistics.median(r) / base} for name, r in rates.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1024)
@@ -139,6 +179,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--image-dir", type=Path)
+    parser.add_argument("--baseline", help="git revision whose vss_core the CPU pipeline is compared with")
     parser.add_argument("--skip", default="", help="comma list of decoders,scaling,pipeline to skip")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w]
@@ -168,6 +209,10 @@ def main() -> None:
             model_dir = common.save_model("tiny", tmp / "tiny")
             result["pipeline"], rate = bench_pipeline(paths, model_dir, args.repeat, args.batch)
             common.table(result["pipeline"])
+            if args.baseline:
+                result["baseline"] = bench_baseline(paths, model_dir, args.baseline, tmp, args.repeat)
+                print()
+                common.table(result["baseline"])
     print(f"\nmachine: {common.machine()}")
     common.save_result("decode", result)
 
