@@ -66,7 +66,6 @@ class Ticket:
     slot: int
     start: int
     size: int
-    errors: dict = field(default_factory=dict)  # position -> ImageError
 
 
 class ProcessDecoder:
@@ -119,10 +118,7 @@ class ProcessDecoder:
             self._receive()
         outcome = [self._done.pop(key) for key in keys]
         good = [pos for pos, failed in enumerate(outcome) if failed is None]
-        errors = []
-        for pos, failed in enumerate(outcome):
-            if failed is not None:
-                errors.append(ImageError(*failed, index=ticket.start + pos))
+        errors = [ImageError(*failed, index=ticket.start + pos) for pos, failed in enumerate(outcome) if failed]
         pixels = self._pixels[ticket.slot, :ticket.size]
         pixels = pixels if len(good) == ticket.size else pixels[good]
         return pixels, [ticket.start + pos for pos in good], errors
