@@ -16,7 +16,8 @@ Each method runs as its own process, interleaved, --repeat times, on the same JP
                   vss_core.search.search on the files' bytes (uploads) from a fresh thread, as each
                   Streamlit run does; the time of that call (the 2nd of 2: warm)
   fastapi-vss warm  ViTWrapper.predict's second call in one process (the same warm state)
-Targets (whole process): ViT-Base >= 0.95x fastapi-vss, tiny >= 2.5x.
+Targets (whole process): ViT-Base >= 0.95x fastapi-vss, tiny >= 2.5x.  CPU seconds (user + system, of the
+child process or of the timed call) are reported too: on a shared machine they move less than wall time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,11 +52,11 @@ r = redis.Redis(unix_socket_path=socket)
 vit = ViTWrapper(r, "cpu", model, batch_size=32)
 timings = []
 for _ in range(2 if mode == "warm" else 1):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     predictions, scores, ids = vit.predict(paths, top_n=5)
-    timings.append(time.perf_counter() - t)
+    timings.append((time.perf_counter() - t, time.process_time() - c))
 assert len(predictions) == len(paths) and all(len(p) == 5 for p in predictions), "fastapi-vss found too little"
-print("RESULT", timings[-1])
+print("RESULT", *timings[-1])
 """
 
 APP_CHILD = r"""
@@ -71,13 +73,13 @@ store = open_store(project, embedder.dim)
 uploads = [Path(p).read_bytes() for p in paths]
 timings = []
 def run():  # each Streamlit run is a fresh thread
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     results = search(embedder, store, uploads, top_n=5, names=[Path(p).name for p in paths])
-    timings.append(time.perf_counter() - t)
+    timings.append((time.perf_counter() - t, time.process_time() - c))
     assert len(results.ok) == len(paths) and all(len(r.neighbors) == 5 for r in results.ok)
 for _ in range(2):
     thread = threading.Thread(target=run); thread.start(); thread.join()
-print("RESULT", timings[-1])
+print("RESULT", *timings[-1])
 """
 
 
@@ -118,16 +120,19 @@ def setup_project(kind: str, tmp: Path, exemplars: int):
     return config, name, Path(socket), model, client
 
 
-def run(command: list[str], env: dict, cwd: Path) -> tuple[float, float | None]:
-    """(wall seconds of the whole process, the RESULT seconds it printed or None)."""
+def run(command: list[str], env: dict, cwd: Path) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """((wall, CPU) seconds of the whole process, the (wall, CPU) seconds it printed or None)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=1800)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode:
         raise RuntimeError(f"{command[:4]} exited {done.returncode}: {done.stderr[-2000:]}")
-    inner = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    return wall, inner[-1] if inner else None
+    inner = [tuple(map(float, line.split()[1:3])) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return (wall, cpu), inner[-1] if inner else None
 
 
 def bench_model(kind: str, paths: list[Path], args, tmp: Path, fastapi_src: Path) -> tuple[list[dict], dict]:
@@ -147,19 +152,25 @@ def bench_model(kind: str, paths: list[Path], args, tmp: Path, fastapi_src: Path
                                        fenv, tmp, "inner"),
     }
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(args.repeat):  # interleaved: load changes hit every method alike
         for method, (command, menv, cwd, which) in methods.items():
             client.ping()  # keeps this connection (and so the server) alive between the processes
             wall, inner = run(command, menv, cwd)
-            times[method].append(wall if which == "wall" else inner)
-            print(f"  {kind}: {method}: {times[method][-1]:.2f} s", flush=True)
+            pair = wall if which == "wall" else inner
+            times[method].append(pair[0])
+            cpu[method].append(pair[1])
+            print(f"  {kind}: {method}: {pair[0]:.2f} s ({pair[1]:.1f} s CPU)", flush=True)
     n = len(paths)
     rate = {m: n / statistics.median(t) for m, t in times.items()}
     names = list(methods)
     rows = [{"model": kind, "method": m, "median s": statistics.median(times[m]), "img/s": rate[m],
-             "x fastapi-vss": rate[m] / rate[names[1] if "whole" in m else names[3]]} for m in names]
+             "x fastapi-vss": rate[m] / rate[names[1] if "whole" in m else names[3]],
+             "median CPU s": statistics.median(cpu[m]),
+             "CPU x fastapi-vss": statistics.median(cpu[names[1] if "whole" in m else names[3]]) / statistics.median(cpu[m])}
+            for m in names]
     cli, app = rate[names[0]] / rate[names[1]], rate[names[2]] / rate[names[3]]
-    summary = {"n": n, "times_s": times, "images_per_s_median": rate, "cli_vs_fastapi": cli, "app_vs_fastapi": app,
+    summary = {"n": n, "times_s": times, "cpu_s": cpu, "images_per_s_median": rate, "cli_vs_fastapi": cli, "app_vs_fastapi": app,
                "target": TARGETS[kind], "verdict": common.verdict(cli, TARGETS[kind])}
     return rows, summary
 
