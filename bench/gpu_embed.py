@@ -1,15 +1,17 @@
-"""GPU embedding throughput: Embedder (fp16, decode thread pool) from JPEG files vs the forward pass alone.
+"""GPU embedding throughput: Embedder (fp16; decode threads or processes) from JPEG files vs the forward pass alone.
 
     .venv/bin/python bench/gpu_embed.py [--n 2048] [--batches 32,64,128] [--workers 4,8,default]
-                                        [--device auto] [--budget-s 200] [--out FILE]
+                                        [--decode processes,threads] [--device auto] [--budget-s 240] [--out FILE]
     CPU smoke test:  .venv/bin/python bench/gpu_embed.py --n 16 --batches 8 --workers default
 
 Self-contained: writes --n 640x480 photo-like JPEGs (quality 90) to a tmp dir, builds ViT-Base/16
 (224 px, random weights, the processor of google/vit-base-patch16-224) and measures images/s of
   forward          the model on ready fp16 tensors already on the GPU (the ceiling)
   embed_pixels     Embedder.embed_pixels on a ready float32 host array (adds host->GPU copy + cast)
-  embed(files)     Embedder(device, batch, workers).embed(paths): read, decode, preprocess, copy, forward
-for each batch size (default workers) and each worker count (largest batch), plus fast=False once.
+  embed(files)     Embedder(device, batch, workers, decode).embed(paths): read, decode, preprocess, copy, forward;
+                   decode=processes hands uint8 batches through shared memory and normalises on the GPU
+  decode only      ProcessDecoder alone (no model): the rate the worker processes can feed
+for each batch size and --decode mode (default workers) and each worker count (largest batch), plus fast=False once.
 Sized to finish in < 4 min on a 16-core H100/H200 box; configs left when --budget-s is spent are skipped.
 The JSON goes to --out, else $OUT/gpu_embed.json when $OUT is set, else bench/results/gpu_embed.json.
 """
@@ -98,17 +100,35 @@ def rate(fn, images: int, device: str, repeat: int = 2) -> float:
     return images / best
 
 
+def decode_rate(model_dir: Path, paths: list[Path], batch: int, workers: int) -> float:
+    """Images/s of ProcessDecoder alone (decode + resize into shared memory, no model)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from decode import process_rate
+
+    from vss_core.decode_pool import ProcessDecoder
+    from vss_core.embedder import Embedder
+
+    spec = Embedder(model_dir, device="cpu", batch_size=batch).preprocessor.spec
+    decoder = ProcessDecoder(spec, False, workers, batch, 4)
+    try:
+        return rate(lambda: process_rate(decoder, paths, batch), len(paths), "cpu")
+    finally:
+        decoder.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2048, help="JPEG files (default 2048)")
     parser.add_argument("--batches", default="32,64,128", help="batch sizes (default 32,64,128)")
     parser.add_argument("--workers", default="4,8,default", help="decode workers to try at the largest batch")
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N or cpu (default auto)")
-    parser.add_argument("--budget-s", type=float, default=200, help="skip configs once this much time is spent")
+    parser.add_argument("--decode", default="processes,threads", help="decode modes to compare (default both)")
+    parser.add_argument("--budget-s", type=float, default=240, help="skip configs once this much time is spent")
     parser.add_argument("--out", type=Path, help="JSON result file")
     args = parser.parse_args()
     started = time.perf_counter()
     batches = [int(b) for b in args.batches.split(",") if b]
+    modes = [m for m in args.decode.split(",") if m]
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     default_workers = _default_workers(device)
@@ -155,17 +175,24 @@ def main() -> None:
             add(f"batch {batch:3d}: forward ({emb.dtype} tensors on {device})", ceiling, None)
             add(f"batch {batch:3d}: embed_pixels (host float32 array)",
                 rate(lambda: [emb.embed_pixels(host) for _ in range(steps)], steps * batch, device), ceiling)
-            add(f"batch {batch:3d}: embed(files), {default_workers} workers",
-                rate(lambda: emb.embed(paths), len(paths), device), ceiling)
             emb = on_gpu = None  # free the GPU memory before the next model
+            for mode in modes:
+                emb = Embedder(model_dir, device=device, batch_size=batch, workers=default_workers, decode=mode)
+                add(f"batch {batch:3d}: embed(files), {default_workers} workers, decode={emb.decode}",
+                    rate(lambda: emb.embed(paths), len(paths), device), ceiling)
+                emb = None
         big = max(ceilings) if ceilings else batches[-1]
         for w in workers:
-            if w == default_workers or over_budget(f"batch {big}, {w} workers"):
-                continue
-            emb = Embedder(model_dir, device=device, batch_size=big, workers=w)
-            add(f"batch {big:3d}: embed(files), {w} workers", rate(lambda: emb.embed(paths), len(paths), device),
-                ceilings.get(big))
-            del emb
+            if not over_budget(f"decode only, {w} workers"):
+                add(f"batch {big:3d}: decode only (processes), {w} workers", decode_rate(model_dir, paths, big, w),
+                    ceilings.get(big))
+            for mode in modes:
+                if w == default_workers or over_budget(f"batch {big}, {w} workers, {mode}"):
+                    continue
+                emb = Embedder(model_dir, device=device, batch_size=big, workers=w, decode=mode)
+                add(f"batch {big:3d}: embed(files), {w} workers, decode={emb.decode}",
+                    rate(lambda: emb.embed(paths), len(paths), device), ceilings.get(big))
+                del emb
         if not over_budget("fast=False"):
             emb = Embedder(model_dir, device=device, batch_size=big, workers=default_workers, fast=False)
             add(f"batch {big:3d}: embed(files), fast=False (processor)",

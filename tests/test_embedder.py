@@ -322,3 +322,53 @@ def test_unreachable_hub_fails_at_once_without_retries(monkeypatch):
         Embedder("some-org/not-cached-model", device="cpu")
     assert "some-org/not-cached-model" in str(info.value) and "vss.model" in str(info.value)
     assert time.monotonic() - started < 20  # hub retries with backoff would take minutes
+
+
+_THREADS_PROBE = """
+import json, sys, threading
+from pathlib import Path
+from vss_core.embedder import Embedder
+embedder = Embedder(sys.argv[1], device="cpu", batch_size=4, workers=2)
+result = embedder.embed(sorted(p for p in Path(sys.argv[2]).rglob("*") if p.is_file()))
+import torch
+later = []
+thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+thread.start(); thread.join()
+print(json.dumps({"embedded": len(result.ok), "main": torch.get_num_threads(), "new_thread": later[0]}))
+"""
+
+
+def test_decode_threads_leave_the_models_torch_threads_alone(tiny_vit_dir, image_folder):
+    """Embedding as the first torch work of a process must not shrink the main thread's thread pool
+    (torch.set_num_threads in a decode thread once made the CLI and the app run at half speed)."""
+    default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    if default < 2:
+        pytest.skip("torch uses one thread on this machine: nothing to shrink")
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(tiny_vit_dir), str(image_folder)],
+                         capture_output=True, text=True, check=True, timeout=300)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe == {"embedded": 18, "main": default, "new_thread": default}
+
+
+def test_a_decode_thread_runs_torch_on_one_thread():
+    code = ("import threading, torch\nfrom vss_core.decode_pool import one_torch_thread\nseen = []\n"
+            "def decode():\n    one_torch_thread(); seen.append(torch.get_num_threads())\n"
+            "t = threading.Thread(target=decode); t.start(); t.join()\nprint(seen[0], torch.get_num_threads())")
+    default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["1", str(default)]
+
+
+def test_plain_jpegs_take_the_dct_scaled_decoder_and_others_do_not():
+    from vss_core.preprocess import _simplejpeg
+
+    plain = encode(natural_image(0, (643, 481)), quality=90)
+    image, full_size, box = _simplejpeg(plain, (224, 224))
+    assert image.size == (322, 241) and full_size == (643, 481) and box == (0.0, 0.0, 321.5, 240.5)
+    assert _simplejpeg(plain, None)[0].size == (643, 481)
+    rotated = with_orientation(natural_image(1, (320, 240)), 6, "JPEG", quality=90)
+    assert _simplejpeg(rotated, (224, 224)) is None  # EXIF rotation: PIL's path applies it
+    assert _simplejpeg(encode(natural_image(2, (320, 240)).convert("CMYK")), (224, 224)) is None
+    assert _simplejpeg(encode(natural_image(3, (320, 240)), "PNG"), (224, 224)) is None

@@ -7,6 +7,7 @@ import streamlit as st
 from ui import resources, state
 from vss_core.config import ProjectConfig
 from vss_core.errors import VSSError
+from vss_core.sizing import index_advice
 
 
 def render() -> None:
@@ -80,12 +81,15 @@ def _status(project: ProjectConfig) -> None:
     if not redis_ok:
         st.caption(str(redis_error))
     device = project.device
-    count = "–"
+    count, advice = "–", None
     try:
         embedder = resources.embedder_for(project)
         device = embedder.device
         if redis_ok:
-            count = f"{resources.store_for(project, embedder.dim).info().count:,}"
+            info = resources.store_for(project, embedder.dim).info()
+            count, advice = f"{info.count:,}", index_advice(info.algorithm, info.count, embedder.dim)
     except VSSError:
         device = ":red[model not loaded, see the page]"
     st.markdown(f"**Model** `{project.model}`  \n**Device** {device}  \n**Vectors** {count}")
+    if advice:
+        st.caption(f":material/speed: {advice}")

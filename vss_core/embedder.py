@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import images
+from .decode_pool import ProcessDecoder, one_torch_thread
 from .errors import ConfigError, ImageError, ModelLoadError
 from .preprocess import make_preprocessor
 
@@ -62,12 +63,15 @@ class Embedder:
     save_pretrained directory.  ``device`` is "auto", "cpu", "cuda" or "cuda:N"; CUDA
     runs in float16.  ``batch_size`` defaults to env ``BATCH_SIZE`` (32).  ``fast`` enables
     the fast preprocessing path when the processor's config allows it.  ``workers`` threads
-    (default: up to 8 on CUDA; on CPU a quarter of the cores, at least 2, at most 8) decode and preprocess up to
-    ``prefetch`` batches ahead of inference.
+    or processes (default: up to 8 on CUDA; on CPU a quarter of the cores, at least 2, at most 8)
+    decode and preprocess up to ``prefetch`` batches ahead of inference.  ``decode`` is "threads",
+    "processes" (uint8 batches through shared memory; fast path with a fixed input size only) or
+    "auto": processes on CUDA or with 8+ cores, else threads.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", batch_size: int | None = None,
-                 fast: bool = True, workers: int | None = None, prefetch: int = PREFETCH_BATCHES):
+                 fast: bool = True, workers: int | None = None, prefetch: int = PREFETCH_BATCHES,
+                 decode: str = "auto"):
         self.model_name = str(model)
         self.batch_size = _batch_size(batch_size)
         self.device = _resolve_device(device)
@@ -77,7 +81,10 @@ class Embedder:
         self.preprocessor = make_preprocessor(self.processor, fast, torch_resize=self.device == "cpu")
         self.workers = workers or _default_workers(self.device)
         self.prefetch = max(0, int(prefetch))
+        self.decode = _decode_mode(decode, self.device, self.preprocessor)
         self._lock = threading.Lock()
+        self._decoder_lock = threading.Lock()
+        self._decoder: ProcessDecoder | None = None
 
     @property
     def fast(self) -> bool:
@@ -100,11 +107,17 @@ class Embedder:
     def iter_embed(self, sources: Iterable) -> Iterator[EmbedResult]:
         """Yield one :class:`EmbedResult` per batch, indices global, in input order.
 
-        Decoding and preprocessing run in a thread pool up to ``prefetch`` batches ahead
-        of the batch being embedded.
+        Decoding and preprocessing run in a thread pool (or in worker processes, see ``decode``)
+        up to ``prefetch`` batches ahead of the batch being embedded.
         """
+        if self.decode == "processes" and self._decoder_lock.acquire(blocking=False):
+            try:  # one pipeline at a time uses the processes; a concurrent one takes threads
+                yield from self._iter_processes(sources)
+            finally:
+                self._decoder_lock.release()
+            return
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vss-decode",
-                                  initializer=_single_threaded_torch)
+                                  initializer=one_torch_thread)
         pending: deque[tuple[int, list[Future]]] = deque()
         try:
             for start, chunk in _chunks(sources, self.batch_size):
@@ -130,6 +143,45 @@ class Embedder:
         with self._lock, torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
             tensor = tensor.to(self.device).to(self._model.dtype)
+            hidden = self._model(pixel_values=tensor).last_hidden_state
+            return hidden[:, 0, :].float().cpu().numpy()
+
+    def _iter_processes(self, sources: Iterable) -> Iterator[EmbedResult]:
+        if self._decoder is None:
+            self._decoder = ProcessDecoder(self.preprocessor.spec, self.preprocessor.torch_resize, self.workers,
+                                           self.batch_size, self.prefetch + 2)
+        decoder, pending = self._decoder, deque()
+        try:
+            for start, chunk in _chunks(sources, self.batch_size):
+                pending.append(decoder.submit(start, chunk))
+                if len(pending) > self.prefetch:
+                    yield self._embed_ticket(pending.popleft())
+            while pending:
+                yield self._embed_ticket(pending.popleft())
+        finally:
+            for ticket in pending:  # a caller that stops early leaves every slot free
+                decoder.collect(ticket)
+                decoder.release(ticket)
+
+    def _embed_ticket(self, ticket) -> EmbedResult:
+        pixels, ok, errors = self._decoder.collect(ticket)
+        try:
+            return EmbedResult(self._embed_uint8(pixels), ok, errors)
+        finally:
+            self._decoder.release(ticket)
+
+    def _embed_uint8(self, pixels: np.ndarray) -> np.ndarray:
+        """Normalise (n, H, W, 3) uint8 on the model's device (uint8 is 1/4 of the host->GPU copy) and embed."""
+        if not len(pixels):
+            return np.empty((0, self.dim), np.float32)
+        import torch
+
+        spec = self.preprocessor.spec
+        with self._lock, torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+            mul = torch.tensor(spec.mul, device=self.device).view(1, 3, 1, 1)
+            add = torch.tensor(spec.add, device=self.device).view(1, 3, 1, 1)
+            tensor = (tensor.permute(0, 3, 1, 2).float() * mul + add).to(self._model.dtype)
             hidden = self._model(pixel_values=tensor).last_hidden_state
             return hidden[:, 0, :].float().cpu().numpy()
 
@@ -167,11 +219,20 @@ class Embedder:
         return out
 
 
-def _single_threaded_torch() -> None:
-    """Decode threads run torch ops (resize) on one core each; OpenMP's thread count is per thread."""
-    import torch
+def _decode_mode(mode: str, device: str, preprocessor) -> str:
+    """"threads" or "processes": processes pay where the model outruns the GIL-bound decode threads
+    (a GPU, or 8+ cores); on a small CPU box threads are faster (docs/benchmarks.md)."""
+    name = (mode or "auto").strip().lower()
+    if name not in ("auto", "threads", "processes"):
+        raise ConfigError(f"unknown decode mode '{mode}': use auto, threads or processes", key="decode")
+    possible = preprocessor.fast and preprocessor.output_size is not None
+    if name == "auto":
+        name = "processes" if device.startswith("cuda") or _cpus() >= 8 else "threads"
+    return name if possible else "threads"
 
-    torch.set_num_threads(1)
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _chunks(sources: Iterable, size: int) -> Iterator[tuple[int, list]]:
@@ -193,7 +254,7 @@ def _batch_size(value: int | None) -> int:
 
 
 def _default_workers(device: str) -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = _cpus()
     if device.startswith("cuda"):
         return max(1, min(cpus - 1, 8))  # more threads only fight over the GIL with the forward pass
     return min(8, max(2, cpus // 4))  # with passive OpenMP waits, two decoders help even on 2 cores

@@ -8,7 +8,9 @@ whose settings it cannot reproduce go through the processor itself.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -86,17 +88,45 @@ class FastPath:
         new_long = int(edge * long / short)
         return (edge, new_long) if width <= height else (new_long, edge)
 
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) of every model input when it does not depend on the image, else ``None``."""
+        return self.spec.crop or self.spec.fixed_size
+
     def load(self, source, name: str | None = None) -> np.ndarray:
         """Decode ``source`` (draft mode for JPEG) and return its (3, H, W) float32 model input."""
+        return self.normalize(self.load_uint8(source, name))
+
+    def load_uint8(self, source, name: str | None = None) -> np.ndarray:
+        """Decode ``source`` and return it resized and cropped, (H, W, 3) uint8, not yet normalised.
+
+        Plain upright YCbCr JPEGs decode with libjpeg-turbo's DCT scaling through simplejpeg
+        (~1.5x PIL's draft mode, docs/benchmarks.md); anything else, or any doubt, goes through
+        :func:`images.decode_full`, which also gives the errors."""
+        quick = _simplejpeg(source, self.draft_size)
+        if quick is not None:
+            return self._resized(*quick)
         decoded = images.decode_full(source, name, self.draft_size)
-        return self._finish(decoded.image, decoded.full_size, decoded.box)
+        return self._resized(decoded.image, decoded.full_size, decoded.box)
 
     def process(self, image: Image.Image) -> np.ndarray:
         """Return the (3, H, W) float32 model input of an already decoded PIL image."""
-        image = images.to_rgb(image)
-        return self._finish(image, image.size, None)
+        return self.normalize(self.process_uint8(image))
 
-    def _finish(self, image: Image.Image, full_size, box) -> np.ndarray:
+    def process_uint8(self, image: Image.Image) -> np.ndarray:
+        """An already decoded PIL image resized and cropped, (H, W, 3) uint8."""
+        image = images.to_rgb(image)
+        return self._resized(image, image.size, None)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) or (n, H, W, 3) uint8 -> (3, H, W) or (n, 3, H, W) float32 ``pixel * mul + add``."""
+        axes = (2, 0, 1) if pixels.ndim == 3 else (0, 3, 1, 2)
+        out = np.ascontiguousarray(pixels.transpose(axes)).astype(np.float32)
+        out *= self._mul
+        out += self._add
+        return out
+
+    def _resized(self, image: Image.Image, full_size, box) -> np.ndarray:
         target = self.target_size(full_size)
         crop = self.spec.crop
         if target is None or (target == image.size and box is None):
@@ -108,12 +138,7 @@ class FastPath:
             if crop and crop[0] <= target[1] and crop[1] <= target[0]:
                 box, target, crop = _crop_box(box, target, crop), crop[::-1], None
             arr = np.asarray(image.resize(target, resample=self.spec.resample, box=box), dtype=np.uint8)
-        if crop:
-            arr = _center_crop(arr, crop)
-        out = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
-        out *= self._mul
-        out += self._add
-        return out
+        return _center_crop(arr, crop) if crop else arr
 
 
 def make_preprocessor(processor, fast: bool = True, torch_resize: bool = True):
@@ -228,6 +253,55 @@ def _channels(values) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return out * 3 if len(out) == 1 else out if len(out) == 3 else None
+
+
+def _simplejpeg(source, draft_size: tuple[int, int] | None):
+    """(image, full size, box) of a plain upright JPEG decoded DCT-scaled to >= ``draft_size``, else None."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    data = source if isinstance(source, bytes) else _small_file(source)
+    if data is None or not data.startswith(b"\xff\xd8"):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        if colorspace != "YCbCr" or width * height > images.MAX_PIXELS or not _upright(data):
+            return None
+        want = draft_size or (0, 0)
+        if width < 2 * want[0] or height < 2 * want[1]:
+            want = (width, height)  # as PIL's draft: reduce only by 2 or more
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=want[1], min_width=want[0])
+    except (ValueError, RuntimeError, OSError):
+        return None
+    out_h, out_w = rgb.shape[:2]
+    if (out_w, out_h) == (width, height):
+        return Image.fromarray(rgb), (width, height), None
+    for eighths in range(1, 9):  # libjpeg scales by M/8 and rounds up
+        if (-(-width * eighths // 8), -(-height * eighths // 8)) == (out_w, out_h):
+            return Image.fromarray(rgb), (width, height), (0.0, 0.0, width * eighths / 8, height * eighths / 8)
+    return None
+
+
+def _small_file(source, limit: int = 64 << 20) -> bytes | None:
+    if not isinstance(source, (str, Path)):
+        return None
+    try:
+        path = Path(source)
+        return path.read_bytes() if path.is_file() and path.stat().st_size <= limit else None
+    except OSError:
+        return None
+
+
+def _upright(data: bytes) -> bool:
+    """Whether a JPEG needs no EXIF rotation (no EXIF, or orientation 1)."""
+    if b"Exif" not in data[:65536]:
+        return True
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(0x0112, 1)) == 1
+    except Exception:  # noqa: BLE001  unreadable EXIF: let the full decoder judge
+        return False
 
 
 def _whole_image(box, size: tuple[int, int]) -> bool:
