@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from . import images
+from .errors import FileRefused
+from .paths import read_regular_file
 
 _GENERIC_NAMES = {"ViTImageProcessor", "BitImageProcessor"}
 _PIPELINE_METHODS = ("preprocess", "_preprocess", "_preprocess_image_like_inputs", "process_image",
@@ -287,9 +289,8 @@ def _small_file(source, limit: int = 64 << 20) -> bytes | None:
     if not isinstance(source, (str, Path)):
         return None
     try:
-        path = Path(source)
-        return path.read_bytes() if path.is_file() and path.stat().st_size <= limit else None
-    except OSError:
+        return read_regular_file(source, limit)
+    except FileRefused:  # not a regular file, or larger: the general decoder says why
         return None
 
 
