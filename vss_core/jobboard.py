@@ -2,7 +2,7 @@
 
 The Streamlit app and the REST server (``uvicorn api:app``) are separate
 processes over the same Redis.  Each publishes its jobs here; each reads the
-others' from here.  The keys (all of them, described only here):
+others' from here.  The keys (named in :mod:`vss_core.schema`, used as follows):
 
 - ``vss:job:<id>`` -- STRING, the job's record as JSON (a snapshot plus ``owner``
   and ``heartbeat``).  While the job runs its owner rewrites it every
@@ -28,6 +28,11 @@ from typing import Any, Mapping
 
 import redis
 
+from .schema import job_cancel_key as cancel_key
+from .schema import job_key
+from .schema import job_list_key as list_key
+from .schema import job_lock_key as lock_key
+
 __all__ = ["JobBoard", "OWNER", "STALE_S", "ACTIVE_TTL_S", "FINISHED_TTL_S", "job_key", "list_key",
            "cancel_key", "lock_key"]
 
@@ -42,20 +47,8 @@ KEEP = 500
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-def job_key(job_id: str) -> str:
-    return f"vss:job:{job_id}"
 
 
-def list_key(project: str) -> str:
-    return f"vss:jobs:{project}"
-
-
-def cancel_key(job_id: str) -> str:
-    return f"vss:job:{job_id}:cancel"
-
-
-def lock_key(project: str, kind: str) -> str:
-    return f"vss:joblock:{project}:{kind}"
 
 
 def _serializable(value: Any) -> bool:

@@ -31,6 +31,9 @@ import redis
 
 from .errors import JobError, VSSError
 from .jobboard import OWNER
+from .schema import rq_cancel_key as _cancel_key
+from .schema import rq_progress_key as _progress_key
+from .schema import rq_queue_name as queue_name
 from .redis_server import connect
 
 __all__ = ["distributed", "run_worker", "queue_name", "load_chunk", "predict_chunk", "mine_chunk",
@@ -46,16 +49,7 @@ POLL_S = 0.25
 CANCEL_WAIT_S = 30.0
 
 
-def queue_name(project_name: str) -> str:
-    return f"vss-{project_name}"
 
-
-def _progress_key(job_id: str) -> str:
-    return f"vss:rq:{job_id}:progress"
-
-
-def _cancel_key(job_id: str) -> str:
-    return f"vss:rq:{job_id}:cancel"
 
 
 # -- the app's side: split, enqueue, watch -----------------------------------------------------

@@ -11,7 +11,7 @@ A project's Redis holds two vector indexes built from :class:`IndexSchema` value
 Beside them, plain keys: each index's recorded model (``vss:meta:<index name>``), and under
 ``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``), each annotator's undo stack
 (``undo:<annotator>``), actions (``action:<id>``), mining scores (``scores:<kind>[:<scope>]``, sorted sets) and
-retired exemplars (``retired:<key>``).  Everything that names a key or a field imports it from here.
+retired exemplars (``retired:<key>``).  Job records, locks and RQ queues: the functions under "jobs" below.  Everything that names a key or a field imports it from here.
 """
 
 from __future__ import annotations
@@ -132,6 +132,43 @@ class ProjectLayout:
     def action_key(self, action_id: str) -> str:
         """Hash of one action: who, when, what, and the audit entries it wrote."""
         return f"{self.namespace}action:{action_id}"
+
+
+# -- jobs (vss_core.jobboard, vss_core.rq_jobs): keys shared by every project on a server ------------
+
+def job_key(job_id: str) -> str:
+    """String: one job's record as JSON (state, counts, meta, owner, heartbeat)."""
+    return f"vss:job:{job_id}"
+
+
+def job_list_key(project: str) -> str:
+    """Sorted set: a project's job ids by creation time."""
+    return f"vss:jobs:{project}"
+
+
+def job_cancel_key(job_id: str) -> str:
+    """Flag: another process asked the job's owner to stop."""
+    return f"vss:job:{job_id}:cancel"
+
+
+def job_lock_key(project: str, kind: str) -> str:
+    """The (project, kind) lock of exclusive job kinds, held with a TTL its heartbeats renew."""
+    return f"vss:joblock:{project}:{kind}"
+
+
+def rq_queue_name(project: str) -> str:
+    """The RQ queue of a project's job chunks."""
+    return f"vss-{project}"
+
+
+def rq_progress_key(job_id: str) -> str:
+    """Hash: progress of an RQ-run job's chunks."""
+    return f"vss:rq:{job_id}:progress"
+
+
+def rq_cancel_key(job_id: str) -> str:
+    """Flag: the chunks of an RQ-run job stop at their next batch."""
+    return f"vss:rq:{job_id}:cancel"
 
 
 def project_layout(index: str = "index", prefix: str = "doc:", algorithm: str = "FLAT",
