@@ -17,29 +17,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import reprlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from . import config_keys as keys
 from . import remote_config
+from .config_keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
 from .errors import ConfigError, FileRefused
 from .paths import read_regular_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-JOB_RUNNERS = ("thread", "rq")
-JOBS_DEFAULTS = {"runner": "thread", "chunk_size": 1000}
 EMBEDDED = "embedded"
-ALGORITHMS = ("FLAT", "HNSW")
-HNSW_DEFAULTS = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # recall@10 >= 0.99 at 100k (bench/knn.py)
 MAX_CONFIG_BYTES = 1_000_000
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 _MAX_SOCKET_PATH = 100
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 80, 80
 
 
 def embedded_socket_path(data_dir: Path) -> Path:
@@ -83,7 +77,7 @@ def settings() -> Settings:
     except ValueError:
         batch_size = 0
     if batch_size <= 0:
-        raise ConfigError(f"must be a positive integer, got {_shown(raw_batch)}", key="BATCH_SIZE")
+        raise ConfigError(f"must be a positive integer, got {shown(raw_batch)}", key="BATCH_SIZE")
     return Settings(
         config_path=Path(os.environ.get("CONFIG_PATH") or REPO_ROOT / "config"),
         data_dir=Path(os.environ.get("VSS_DATA_DIR") or REPO_ROOT / "data"),
@@ -245,52 +239,18 @@ def _read_yaml_file(path: Path) -> dict:
     return data
 
 
-def _shown(value: Any) -> str:
-    """A bounded repr: a YAML alias bomb must not expand into the message."""
-    return _REPR.repr(value)
-
-
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-class _Reader:
-    """Typed access to one file's keys, with errors naming the file and the key."""
-
-    def __init__(self, data: dict, path: Path):
-        self.data = data
-        self.path = path
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, file=str(self.path), key=key)
-
-    def section(self, name: str) -> dict | None:
-        value = self.data.get(name)
-        if value is not None and not isinstance(value, dict):
-            raise self.fail(name, f"must be a mapping, got {type(value).__name__}")
-        return value
-
-    def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False) -> Any:
-        section, _, name = key.partition(".")
-        value = (self.section(section) or {}).get(name)
-        if value is None:
-            if required:
-                raise self.fail(key, "is required")
-            return default
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {names}, got {type(value).__name__} {_shown(value)}")
-        return value
-
-
 def _build_project(data: dict, path: Path, env: Settings, notice: str | None = None) -> ProjectConfig:
-    reader = _Reader(data, path)
+    reader = Reader(data, path)
     if reader.section("vss") is None:
         raise reader.fail("vss", "section is required (with vss.project and vss.model)")
     name = reader.get("vss.project", str, required=True).strip()
     if not _SAFE_PROJECT.match(name) or ".." in name:
         raise reader.fail("vss.project", f"'{name}' is not a usable name (letters, digits, . _ - and spaces)")
-    model = _model(reader)
+    model = keys.model(reader)
     data_dir = env.data_dir / name
     return ProjectConfig(
         name=name,
@@ -299,20 +259,20 @@ def _build_project(data: dict, path: Path, env: Settings, notice: str | None = N
         redis=_redis_target(reader, data_dir),
         data_dir=data_dir,
         batch_size=env.batch_size,
-        output_path=_output_path(reader, data_dir),
-        index_algorithm=_algorithm(reader),
-        hnsw=_hnsw(reader),
-        device=_device(reader),
-        data_roots=_data_roots(reader),
-        threshold=_threshold(reader),
-        promote=_promote(reader),
+        output_path=keys.output_path(reader, data_dir),
+        index_algorithm=keys.algorithm(reader),
+        hnsw=keys.hnsw(reader),
+        device=keys.device(reader),
+        data_roots=keys.data_roots(reader),
+        threshold=keys.threshold(reader),
+        promote=keys.promote(reader),
         notice=notice,
-        jobs=_jobs(reader),
+        jobs=keys.jobs(reader),
         raw=data,
     )
 
 
-def _redis_target(reader: _Reader, data_dir: Path) -> RedisTarget:
+def _redis_target(reader: Reader, data_dir: Path) -> RedisTarget:
     reader.section("redis")
     host = str(reader.get("redis.host", str, default=EMBEDDED)).strip() or EMBEDDED
     index = reader.get("redis.index", str, default="index")
@@ -324,89 +284,3 @@ def _redis_target(reader: _Reader, data_dir: Path) -> RedisTarget:
         raise reader.fail("redis.port", f"must be between 1 and 65535, got {port}")
     password = os.environ.get("REDIS_PASSWD") or None
     return RedisTarget(host=host, port=port, password=password, index=index, prefix=prefix)
-
-
-def _model(reader: _Reader) -> str:
-    """A hub id as given; a local folder (absolute, ./, ../, ~ or existing beside the file) made absolute."""
-    model = reader.get("vss.model", str, required=True).strip()
-    if not model:
-        raise reader.fail("vss.model", "must not be empty")
-    path = Path(model).expanduser()
-    if path.is_absolute():
-        return str(path)
-    beside = reader.path.parent / path
-    if model.startswith((".", "~")) or beside.exists():
-        return str(beside.resolve())
-    return model
-
-
-def _jobs(reader: _Reader) -> dict:
-    runner = reader.get("jobs.runner", str, default=JOBS_DEFAULTS["runner"]).strip().lower()
-    if runner not in JOB_RUNNERS:
-        raise reader.fail("jobs.runner", f"must be one of {', '.join(JOB_RUNNERS)}, got {runner!r}")
-    chunk = reader.get("jobs.chunk_size", int, default=JOBS_DEFAULTS["chunk_size"])
-    if chunk < 1:
-        raise reader.fail("jobs.chunk_size", f"must be a positive integer, got {chunk}")
-    return {"runner": runner, "chunk_size": chunk}
-
-
-def _promote(reader: _Reader) -> bool:
-    value = (reader.section("vss") or {}).get("promote", True)
-    if not isinstance(value, bool):
-        raise reader.fail("vss.promote", f"must be true or false, got {value!r}")
-    return value
-
-
-def _algorithm(reader: _Reader) -> str:
-    value = reader.get("vss.index_algorithm", str, default="FLAT").upper()
-    if value not in ALGORITHMS:
-        raise reader.fail("vss.index_algorithm", f"must be FLAT or HNSW, got {_shown(value)}")
-    return value
-
-
-def _hnsw(reader: _Reader) -> dict:
-    given = reader.get("vss.hnsw", dict, default={})
-    params = dict(HNSW_DEFAULTS)
-    for key, value in given.items():
-        name = str(key).upper()
-        if name not in HNSW_DEFAULTS:
-            raise reader.fail(f"vss.hnsw.{key}", f"unknown HNSW parameter (known: {', '.join(HNSW_DEFAULTS)})")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise reader.fail(f"vss.hnsw.{key}", f"must be a positive integer, got {_shown(value)}")
-        params[name] = value
-    return params
-
-
-def _device(reader: _Reader) -> str:
-    value = reader.get("vss.device", str, default="auto").strip().lower()
-    if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
-        return value
-    raise reader.fail("vss.device", f"must be auto, cpu, cuda or cuda:N, got {_shown(value)}")
-
-
-def _data_roots(reader: _Reader) -> tuple[Path, ...]:
-    value = reader.get("vss.data_roots", (list, str), default=[])
-    items = [value] if isinstance(value, str) else value
-    roots = []
-    for i, item in enumerate(items):
-        if not isinstance(item, str) or not item.strip():
-            raise reader.fail(f"vss.data_roots[{i}]", f"must be a folder path, got {_shown(item)}")
-        root = Path(item).expanduser()
-        if not root.is_absolute():
-            root = reader.path.parent / root
-        roots.append(root.resolve())
-    return tuple(roots)
-
-
-def _output_path(reader: _Reader, data_dir: Path) -> str:
-    """Where fastapi-vss-shaped results go: relative to the config file; default <data_dir>/output."""
-    value = reader.get("vss.output_path", str, default=None)
-    if value is None or not value.strip():
-        return str(data_dir / "output")
-    path = Path(value.strip()).expanduser()
-    return str(path if path.is_absolute() else (reader.path.parent / path).resolve())
-
-
-def _threshold(reader: _Reader) -> float | None:
-    value = reader.get("vss.threshold", (int, float), default=None)
-    return None if value is None else float(value)
