@@ -250,7 +250,7 @@ def cmd_fetch_model(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from .rq_jobs import run_worker
+    from .rq_worker import run_worker
 
     if args.heartbeat_s <= 0:
         raise VSSError(f"--heartbeat-s must be positive, got {args.heartbeat_s}")

@@ -24,8 +24,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
-from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 import redis
@@ -36,6 +34,7 @@ from vss_core.jobstate import (
     ACTIVE_STATES, CANCELLED, DONE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
     JobSnapshot, snapshot_of, to_record,
 )
+from vss_core.jobstate import LiveJob as _Job
 
 __all__ = [
     "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",
@@ -50,58 +49,6 @@ _RATE_WINDOW_S = 15.0
 
 class JobCancelled(Exception):
     """Raised inside a worker by :meth:`Progress.check` once the job is cancelled."""
-
-
-class _Job:
-    """Mutable job state; only touched under the registry lock."""
-
-    def __init__(self, job_id: str, kind: str, project: str | None, meta: dict):
-        self.id = job_id
-        self.kind = kind
-        self.project = project
-        self.meta = MappingProxyType(dict(meta))
-        self.state = QUEUED
-        self.done = 0
-        self.total: int | None = None
-        self.errors: tuple[tuple[str, str], ...] = ()
-        self.message = ""
-        self.created_at = time.time()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.result: Any = None
-        self.cancel_event = threading.Event()
-        self.samples: deque[tuple[float, int]] = deque()
-        self.thread: threading.Thread | None = None
-        self.board: JobBoard | None = None
-        self.publish_lock = threading.Lock()
-
-    def rate(self, now: float) -> float | None:
-        """Items per second: over the recent window while running, overall once finished."""
-        if self.started_at is None:
-            return None
-        if self.finished_at is not None:
-            elapsed = self.finished_at - self.started_at  # both wall-clock
-            return self.done / elapsed if elapsed > 1e-4 and self.done else None
-        if len(self.samples) >= 2:
-            t0, d0 = self.samples[0]  # monotonic, like ``now``
-            if now - t0 > 1e-4:
-                return (self.done - d0) / (now - t0)
-        return None
-
-    def snapshot(self) -> JobSnapshot:
-        now = time.monotonic()
-        rate = self.rate(now)
-        eta = None
-        if self.state in ACTIVE_STATES and self.total is not None and rate and rate > 0:
-            eta = max(0.0, (self.total - self.done) / rate)
-        elif self.state == DONE:
-            eta = 0.0
-        return JobSnapshot(
-            id=self.id, kind=self.kind, project=self.project, state=self.state,
-            done=self.done, total=self.total, rate=rate, eta_s=eta, errors=self.errors,
-            message=self.message, started_at=self.started_at, finished_at=self.finished_at,
-            result=self.result, created_at=self.created_at, meta=self.meta,
-        )
 
 
 class Progress:

@@ -1,4 +1,5 @@
-"""What a job looks like from outside: its states and the immutable :class:`JobSnapshot`.
+"""Job states: the immutable :class:`JobSnapshot` everyone reads, and :class:`LiveJob`, the mutable
+state a registry keeps of the jobs it runs.
 
 Shared by :mod:`vss_core.jobs` (which makes snapshots of its own jobs) and the job board
 (:mod:`vss_core.jobboard`, snapshots of other processes' jobs, as records in Redis).
@@ -6,13 +7,18 @@ Shared by :mod:`vss_core.jobs` (which makes snapshots of its own jobs) and the j
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from vss_core.jobboard import JobBoard
 
 __all__ = ["QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES",
-           "FINAL_STATES", "EXCLUSIVE_KINDS", "JobSnapshot", "to_record", "snapshot_of"]
+           "FINAL_STATES", "EXCLUSIVE_KINDS", "JobSnapshot", "LiveJob", "to_record", "snapshot_of"]
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 INTERRUPTED = "interrupted"  # its owning process stopped sending heartbeats
@@ -95,3 +101,55 @@ def snapshot_of(record: Mapping) -> JobSnapshot:
         started_at=record.get("started_at"), finished_at=record.get("finished_at"),
         result=record.get("result"), created_at=float(record.get("created_at") or 0.0),
         meta=MappingProxyType(dict(record.get("meta") or {})), owner=record.get("owner", ""))
+
+
+class LiveJob:
+    """A job's mutable state in the process that runs it; only touched under its registry's lock."""
+
+    def __init__(self, job_id: str, kind: str, project: str | None, meta: dict):
+        self.id = job_id
+        self.kind = kind
+        self.project = project
+        self.meta = MappingProxyType(dict(meta))
+        self.state = QUEUED
+        self.done = 0
+        self.total: int | None = None
+        self.errors: tuple[tuple[str, str], ...] = ()
+        self.message = ""
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.result: Any = None
+        self.cancel_event = threading.Event()
+        self.samples: deque[tuple[float, int]] = deque()
+        self.thread: threading.Thread | None = None
+        self.board: JobBoard | None = None
+        self.publish_lock = threading.Lock()
+
+    def rate(self, now: float) -> float | None:
+        """Items per second: over the recent window while running, overall once finished."""
+        if self.started_at is None:
+            return None
+        if self.finished_at is not None:
+            elapsed = self.finished_at - self.started_at  # both wall-clock
+            return self.done / elapsed if elapsed > 1e-4 and self.done else None
+        if len(self.samples) >= 2:
+            t0, d0 = self.samples[0]  # monotonic, like ``now``
+            if now - t0 > 1e-4:
+                return (self.done - d0) / (now - t0)
+        return None
+
+    def snapshot(self) -> JobSnapshot:
+        now = time.monotonic()
+        rate = self.rate(now)
+        eta = None
+        if self.state in ACTIVE_STATES and self.total is not None and rate and rate > 0:
+            eta = max(0.0, (self.total - self.done) / rate)
+        elif self.state == DONE:
+            eta = 0.0
+        return JobSnapshot(
+            id=self.id, kind=self.kind, project=self.project, state=self.state,
+            done=self.done, total=self.total, rate=rate, eta_s=eta, errors=self.errors,
+            message=self.message, started_at=self.started_at, finished_at=self.finished_at,
+            result=self.result, created_at=self.created_at, meta=self.meta,
+        )
