@@ -73,14 +73,17 @@ def collect_folder(folder: str | Path) -> list[Item]:
     items = []
     try:
         for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for path in sorted(label_dir.rglob("*")):
-                if path.is_file() and not _hidden(path.relative_to(label_dir)):
-                    items.append(Item(path, name_text(label_dir.name)))
+            items += [Item(path, name_text(label_dir.name)) for path in files_under(label_dir)]
     except OSError as exc:
         raise InputError(f"{shown}: cannot list the folder: {exc.strerror or exc}") from None
     if not items:
         raise InputError(f"{shown}: no files found in label sub-folders (expected {shown}/<label>/<image>)")
     return items
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Regular files under ``folder``, recursively, hidden files and folders skipped, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p.relative_to(folder)))
 
 
 def collect_csv(csv_file: str | Path) -> list[Item]:

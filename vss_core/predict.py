@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import FileRefused, InputError, PathNotAllowed
-from .loader import file_id, read_csv_rows
+from .loader import file_id, files_under, read_csv_rows
 from .paths import name_text, path_text, resolve_under_roots
 from .pool import PoolStore, Prediction
 from .search import vote
@@ -46,10 +46,13 @@ def collect_images(folder: str | Path) -> list[Path]:
     """Every file under ``folder``, recursively (hidden files and folders skipped), sorted."""
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root)))
+        raise InputError(f"{path_text(root)}: not a folder")
+    try:
+        files = files_under(root)
+    except OSError as exc:
+        raise InputError(f"{path_text(root)}: cannot list the folder: {exc.strerror or exc}") from None
     if not files:
-        raise InputError(f"{root}: no files found")
+        raise InputError(f"{path_text(root)}: no files found")
     return files
 
 
@@ -186,10 +189,6 @@ def _display(path: Path, base: Path | None) -> str:
         except ValueError:
             pass
     return name_text(path.name)
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
 
 
 def _advance(progress, n: int, errors) -> None:
