@@ -32,6 +32,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _wait_fresh(page, took, before: str | None) -> None:
+    """Until this click's own result is on the page (each result names a new JSON file) and the run is over:
+    a stale result from the previous click must not count as a search."""
+    from playwright.sync_api import expect
+
+    expect(took).to_have_count(1, timeout=120_000)
+    if before is not None:
+        expect(took.first).not_to_have_text(before, timeout=120_000)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=120_000)
+
+
 def _session(chromium: str, url: str, files: list[Path], deadline: float, out: dict) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -46,11 +57,16 @@ def _session(chromium: str, url: str, files: list[Path], deadline: float, out: d
                 page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
                     [str(f) for f in files])
                 expect(page.get_by_text(files[-1].name).first).to_be_visible(timeout=60_000)
+                took = page.get_by_text("Search took", exact=False)
+                before = took.first.inner_text() if took.count() else None
                 start = time.monotonic()
                 page.get_by_role("button", name="Search").click()
+                _wait_fresh(page, took, before)
                 expect(page.get_by_text("Suggested majority", exact=False)).to_have_count(len(files), timeout=120_000)
                 out["latencies"].append(time.monotonic() - start)
-                captions = page.locator('[data-testid="stImage"] [data-testid="stImageCaption"]').all_inner_texts()
+                caption = page.locator('[data-testid="stImage"] [data-testid="stImageCaption"]')
+                expect(caption.filter(has_text=files[0].name).first).to_be_visible(timeout=60_000)
+                captions = caption.all_inner_texts()
                 queries = {c for c in captions if c.endswith(".jpg") and c.startswith("s") and "_q" in c}
                 foreign = sorted(q for q in queries if not q.startswith(prefix))
                 if foreign:
