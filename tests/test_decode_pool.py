@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -77,3 +78,33 @@ def test_decode_mode_is_chosen_by_device_and_preprocessing(tiny_vit_dir):
     assert auto == ("processes" if len(os.sched_getaffinity(0)) >= 8 else "threads")
     with pytest.raises(ConfigError, match="decode mode"):
         Embedder(tiny_vit_dir, device="cpu", decode="gpu")
+
+
+def test_a_worker_killed_mid_chunk_keeps_what_it_decoded(tmp_path):
+    big = encode(natural_image(7, (3000, 2000)), quality=95)
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"big_{i}.jpg")
+        paths[-1].write_bytes(big)
+    path = make_preprocessor(vit_processor(32), torch_resize=False)
+    decoder = ProcessDecoder(path.spec, False, workers=1, batch_size=len(paths), slots=1)
+    try:
+        warm = decoder.submit(0, paths[:1])  # the worker is up and has decoded once
+        assert decoder.collect(warm)[1] == [0]
+        decoder.release(warm)
+        ticket = decoder.submit(0, paths)
+        worker = decoder._workers[0].process
+        deadline = time.monotonic() + 60
+        while decoder._progress[ticket.slot, 0] == 0 and time.monotonic() < deadline:  # the first image is done ...
+            pass
+        os.kill(worker.pid, signal.SIGSTOP)  # ... and the worker stopped somewhere inside the chunk
+        done = int((decoder._progress[ticket.slot, :len(paths)] != 0).sum())
+        assert 1 <= done < len(paths)
+        os.kill(worker.pid, signal.SIGKILL)
+        pixels, ok, errors = decoder.collect(ticket)
+        assert [e.index for e in errors] == [done] and "died" in errors[0].reason
+        assert ok == [i for i in range(len(paths)) if i != done]
+        np.testing.assert_array_equal(pixels, np.stack([path.load_uint8(paths[0])] * len(ok)))
+        decoder.release(ticket)
+    finally:
+        decoder.close()

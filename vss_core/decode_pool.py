@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import itertools
 import multiprocessing as mp
 import os
 import queue
@@ -37,14 +38,14 @@ def one_torch_thread() -> None:
     import torch
 
     torch.get_num_threads()  # torch's lazy per-thread init first, or it resets this thread's count later
-    limit = _omp_set_num_threads()
-    if limit is not None:
-        limit(1)
+    omp = _openmp()
+    if omp is not None:
+        omp.omp_set_num_threads(1)
 
 
 @functools.lru_cache(maxsize=1)
-def _omp_set_num_threads():
-    """``omp_set_num_threads`` of the OpenMP runtime torch loaded (per thread), or None if not found."""
+def _openmp():
+    """The OpenMP runtime torch loaded (its thread counts are per thread), or None if not found."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if ".so" in line}
@@ -53,7 +54,9 @@ def _omp_set_num_threads():
     for path in sorted(paths):
         if os.path.basename(path).startswith(("libgomp", "libiomp", "libomp")) and ".so" in path:
             try:
-                return ctypes.CDLL(path).omp_set_num_threads
+                lib = ctypes.CDLL(path)
+                lib.omp_set_num_threads  # noqa: B018  AttributeError when it is not an OpenMP runtime
+                return lib
             except (OSError, AttributeError):
                 continue
     return None
@@ -75,6 +78,10 @@ class ProcessDecoder:
     ``slots``; ``collect(ticket)`` waits for it and returns ``(pixels, ok, errors)`` where ``pixels``
     is an (n_ok, H, W, 3) uint8 view valid until ``release(ticket)``.  A worker that dies or stalls
     for ``stall_s`` fails the image it was on; its other images go to a fresh worker.
+
+    A batch goes to the workers as one chunk each and comes back as one message per chunk (two
+    queue messages per worker and batch, not two per image); each image's progress is a byte in
+    shared memory, so a dead or stalled worker is still blamed for the one image it was on.
     """
 
     def __init__(self, spec, torch_resize: bool, workers: int, batch_size: int, slots: int,
@@ -82,8 +89,9 @@ class ProcessDecoder:
         height, width = spec.crop or spec.fixed_size
         self.shape = (slots, batch_size, height, width, 3)
         self._context = mp.get_context("spawn")  # never fork a process that runs torch threads
-        self._shm = shared_memory.SharedMemory(create=True, size=int(np.prod(self.shape)))
-        self._pixels = np.ndarray(self.shape, np.uint8, buffer=self._shm.buf)
+        size = int(np.prod(self.shape))
+        self._shm = shared_memory.SharedMemory(create=True, size=size + slots * batch_size)
+        self._pixels, self._progress = _views(self._shm, self.shape)
         self._args = (spec, torch_resize, self._shm.name, self.shape)
         self._results = self._context.Queue()
         self._workers = [self._start() for _ in range(max(1, workers))]
@@ -98,18 +106,24 @@ class ProcessDecoder:
         if not self._free:
             raise RuntimeError("no free decode slot: collect and release a batch first")
         ticket = Ticket(self._free.popleft(), start, len(sources))
+        self._progress[ticket.slot, :ticket.size] = PENDING
+        tasks = []
         for pos, source in enumerate(sources):
-            if not isinstance(source, (str, Path, bytes, bytearray)):
+            if isinstance(source, (str, Path, bytes, bytearray)):
+                tasks.append((ticket.slot, pos, bytes(source) if isinstance(source, bytearray) else source))
+            else:
                 self._done[(ticket.slot, pos)] = self._here(ticket.slot, pos, source, start + pos)
-                continue
-            worker = self._workers[self._next % len(self._workers)]
+        share = -(-len(tasks) // len(self._workers))
+        for first in range(0, len(tasks), share or 1):
+            self._send(self._workers[self._next % len(self._workers)], tasks[first:first + share])
             self._next += 1
-            task = (ticket.slot, pos, bytes(source) if isinstance(source, bytearray) else source)
-            if not worker.outstanding:
-                worker.last = time.monotonic()
-            worker.outstanding.append(task)
-            worker.tasks.put(task)
         return ticket
+
+    def _send(self, worker: "_Worker", chunk: list) -> None:
+        if not worker.outstanding:
+            worker.last, worker.seen = time.monotonic(), 0
+        worker.outstanding.extend(chunk)
+        worker.tasks.put(chunk)
 
     def collect(self, ticket: Ticket) -> tuple[np.ndarray, list[int], list[ImageError]]:
         """Wait for ``ticket``'s images; ``(uint8 pixels of the good ones, their indices, errors)``."""
@@ -147,29 +161,35 @@ class ProcessDecoder:
 
     def _receive(self) -> None:
         try:
-            slot, pos, failed = self._results.get(timeout=min(1.0, self.stall_s))
+            outcomes = self._results.get(timeout=min(1.0, self.stall_s))
         except queue.Empty:
             self._check_workers()
             return
-        self._record(slot, pos, failed)
+        self._record(outcomes)
 
-    def _record(self, slot: int, pos: int, failed) -> None:
-        self._done[(slot, pos)] = failed
+    def _record(self, outcomes: list) -> None:
+        for slot, pos, failed in outcomes:
+            self._done[(slot, pos)] = failed
+        head = outcomes[0][:2]
         for worker in self._workers:
-            if worker.outstanding and worker.outstanding[0][:2] == (slot, pos):
-                worker.outstanding.popleft()
-                worker.last = time.monotonic()
+            if worker.outstanding and worker.outstanding[0][:2] == head:
+                for _ in outcomes:
+                    worker.outstanding.popleft()
+                worker.last, worker.seen = time.monotonic(), 0
                 break
 
     def _check_workers(self) -> None:
         while True:  # results a worker sent before it died are not lost
             try:
-                slot, pos, failed = self._results.get_nowait()
+                outcomes = self._results.get_nowait()
             except queue.Empty:
                 break
-            self._record(slot, pos, failed)
+            self._record(outcomes)
         now = time.monotonic()
         for i, worker in enumerate(self._workers):
+            finished = self._finished(worker)
+            if finished > worker.seen:  # still moving through its chunk
+                worker.last, worker.seen = now, finished
             stalled = worker.outstanding and now - worker.last > self.stall_s
             if worker.process.is_alive() and not stalled:
                 continue
@@ -177,16 +197,31 @@ class ProcessDecoder:
                 continue
             worker.process.kill()
             worker.process.join(5)
-            lost = list(worker.outstanding)
-            self._workers[i] = fresh = self._start()
-            if lost:
-                slot, pos, source = lost[0]
+            self._workers[i] = self._start()
+            self._recover(worker, self._workers[i], stalled)
+
+    def _finished(self, worker: "_Worker") -> int:
+        return sum(1 for _ in itertools.takewhile(lambda t: self._progress[t[0], t[1]] != PENDING,
+                                                   worker.outstanding))
+
+    def _recover(self, dead: "_Worker", fresh: "_Worker", stalled: bool) -> None:
+        """Keep what ``dead`` decoded, blame it for the image it was on, send the rest to ``fresh``."""
+        lost = list(dead.outstanding)
+        again = []
+        for n, (slot, pos, source) in enumerate(lost):
+            state = self._progress[slot, pos]
+            if state == DECODED:
+                self._done[(slot, pos)] = None
+            elif state == FAILED:  # its reason died with the worker: the fresh one finds it again
+                again.append((slot, pos, source))
+            else:
                 why = (f"the decode worker stalled for {self.stall_s:.0f} s on this image" if stalled else
-                       f"the decode worker process died (exit code {worker.process.exitcode}) on this image")
+                       f"the decode worker process died (exit code {dead.process.exitcode}) on this image")
                 self._done[(slot, pos)] = (images.source_name(source), why)
-                for task in lost[1:]:
-                    fresh.outstanding.append(task)
-                    fresh.tasks.put(task)
+                again.extend(lost[n + 1:])
+                break
+        if again:
+            self._send(fresh, again)
 
     def _start(self) -> "_Worker":
         tasks = self._context.Queue()
@@ -202,31 +237,50 @@ class _Worker:
     tasks: object
     outstanding: deque = field(default_factory=deque)
     last: float = field(default_factory=time.monotonic)
+    seen: int = 0
+
+
+PENDING, DECODED, FAILED = 0, 1, 2
+
+
+def _views(shm, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel slots and, after them, one progress byte per image (PENDING, DECODED or FAILED)."""
+    size = int(np.prod(shape))
+    return (np.ndarray(shape, np.uint8, buffer=shm.buf),
+            np.ndarray(shape[:2], np.uint8, buffer=shm.buf, offset=size))
 
 
 def _work(spec, torch_resize: bool, shm_name: str, shape: tuple, tasks, results) -> None:
-    """A decode process: take (slot, pos, source) tasks until None, write pixels, report failures."""
+    """A decode process: take chunks of (slot, pos, source) until None, write pixels and progress,
+    then report the chunk's outcomes in one message."""
     from .preprocess import FastPath
 
     shm = shared_memory.SharedMemory(name=shm_name)  # the parent owns (and unlinks) it; same resource tracker
-    pixels = np.ndarray(shape, np.uint8, buffer=shm.buf)
+    pixels, progress = _views(shm, shape)
     if torch_resize:
         import torch
 
         torch.set_num_threads(1)  # this whole process is one decoder
     path = FastPath(spec, torch_resize)
-    while (task := tasks.get()) is not None:
-        slot, pos, source = task
-        try:
-            pixels[slot, pos] = path.load_uint8(source)
-            failed = None
-        except ImageError as error:
-            failed = (error.source, error.reason)
-        except Exception as exc:  # noqa: BLE001  this image's problem, not the batch's
-            failed = (images.source_name(source), f"cannot preprocess image ({type(exc).__name__}: {exc})")
-        results.put((slot, pos, failed))
-    del pixels
+    while (chunk := tasks.get()) is not None:
+        outcomes = []
+        for slot, pos, source in chunk:
+            failed = _decode_into(path, pixels, slot, pos, source)
+            progress[slot, pos] = FAILED if failed else DECODED
+            outcomes.append((slot, pos, failed))
+        results.put(outcomes)
+    del pixels, progress
     shm.close()
+
+
+def _decode_into(path, pixels: np.ndarray, slot: int, pos: int, source) -> tuple | None:
+    try:
+        pixels[slot, pos] = path.load_uint8(source)
+        return None
+    except ImageError as error:
+        return (error.source, error.reason)
+    except Exception as exc:  # noqa: BLE001  this image's problem, not the batch's
+        return (images.source_name(source), f"cannot preprocess image ({type(exc).__name__}: {exc})")
 
 
 def _close(workers: list, shm) -> None:
