@@ -10,7 +10,7 @@
              uint8 batches in shared memory) and a thread pool of FastPath.load (float32, today's path)
   pipeline   Embedder(tiny ViT).embed(files) with decode="threads" vs decode="processes"; with --baseline,
              also Embedder(...).embed(files) of this tree vs the vss_core of GIT_REV (git archive into a tmp
-             dir), each in its own process, alternating, the same files and model
+             dir), each in its own process, alternating, the same files and model (--baseline-model)
 Targets on this 2-core VM: processes, 2 workers >= 1.8x 1 worker; the CPU pipeline no slower than today.
 """
 
@@ -140,7 +140,7 @@ from pathlib import Path
 from vss_core.embedder import Embedder
 model, *paths = sys.argv[1:]
 embedder = Embedder(model, device="cpu", batch_size=32)
-embedder.embed(paths[:64])
+embedder.embed(paths[:32])
 times = []
 for _ in range(3):
     start = time.perf_counter()
@@ -168,8 +168,8 @@ def bench_baseline(paths, model_dir: Path, rev: str, tmp: Path, repeat: int):
                                  capture_output=True, text=True, timeout=900, check=True)
             rates[name].append(float(out.stdout.split("RESULT")[-1]))
     base = statistics.median(rates[f"vss_core at {rev}"])
-    return [{"pipeline (tiny ViT, embed files, default settings)": name, "img/s (median)": statistics.median(r),
-             "x baseline": statistics.median(r) / base, "img/s (each run)": " ".join(f"{v:.0f}" for v in r)}
+    return [{f"pipeline ({model_dir.name} ViT, embed files, default settings)": name, "img/s (median)": statistics.median(r),
+             "x baseline": statistics.median(r) / base, "img/s (each run)": " ".join(f"{v:.3g}" for v in r)}
             for name, r in rates.items()]
 
 
@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--image-dir", type=Path)
     parser.add_argument("--baseline", help="git revision whose vss_core the CPU pipeline is compared with")
+    parser.add_argument("--baseline-model", default="tiny", choices=sorted(common.MODELS),
+                        help="the model of the --baseline comparison (tiny: decode-bound; vit-base: model-bound)")
     parser.add_argument("--skip", default="", help="comma list of decoders,scaling,pipeline to skip")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",") if w]
@@ -211,7 +213,10 @@ def main() -> None:
             result["pipeline"], rate = bench_pipeline(paths, model_dir, args.repeat, args.batch)
             common.table(result["pipeline"])
         if args.baseline:
+            if args.baseline_model != "tiny":
+                model_dir = common.save_model(args.baseline_model, tmp / args.baseline_model)
             result["baseline"] = bench_baseline(paths, model_dir, args.baseline, tmp, args.repeat)
+            result["baseline_model"] = args.baseline_model
             print()
             common.table(result["baseline"])
     print(f"\nmachine: {common.machine()}")

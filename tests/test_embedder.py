@@ -366,8 +366,8 @@ def test_plain_jpegs_take_the_dct_scaled_decoder_and_others_do_not():
 
     plain = encode(natural_image(0, (643, 481)), quality=90)
     image, full_size, box = _simplejpeg(plain, (224, 224))
-    assert image.size == (322, 241) and full_size == (643, 481) and box == (0.0, 0.0, 321.5, 240.5)
-    assert _simplejpeg(plain, None)[0].size == (643, 481)
+    assert image.shape == (241, 322, 3) and full_size == (643, 481) and box == (0.0, 0.0, 321.5, 240.5)
+    assert _simplejpeg(plain, None)[0].shape == (481, 643, 3)
     rotated = with_orientation(natural_image(1, (320, 240)), 6, "JPEG", quality=90)
     assert _simplejpeg(rotated, (224, 224)) is None  # EXIF rotation: PIL's path applies it
     assert _simplejpeg(encode(natural_image(2, (320, 240)).convert("CMYK")), (224, 224)) is None

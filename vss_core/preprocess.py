@@ -128,14 +128,17 @@ class FastPath:
         out += self._add
         return out
 
-    def _resized(self, image: Image.Image, full_size, box) -> np.ndarray:
+    def _resized(self, image: Image.Image | np.ndarray, full_size, box) -> np.ndarray:
+        """``image`` (PIL, or (H, W, 3) uint8 straight from a decoder) resized and cropped, (H, W, 3) uint8."""
         target = self.target_size(full_size)
         crop = self.spec.crop
-        if target is None or (target == image.size and box is None):
+        size = (image.shape[1], image.shape[0]) if isinstance(image, np.ndarray) else image.size
+        if target is None or (target == size and box is None):
             arr = np.asarray(image, dtype=np.uint8)
-        elif self.torch_resize and self.spec.resample in _TORCH_MODES and _whole_image(box, image.size):
+        elif self.torch_resize and self.spec.resample in _TORCH_MODES and _whole_image(box, size):
             arr = _torch_resize(np.asarray(image, dtype=np.uint8), target, _TORCH_MODES[self.spec.resample])
         else:
+            image = Image.fromarray(image) if isinstance(image, np.ndarray) else image
             box = box or (0.0, 0.0, float(image.width), float(image.height))
             if crop and crop[0] <= target[1] and crop[1] <= target[0]:
                 box, target, crop = _crop_box(box, target, crop), crop[::-1], None
@@ -258,7 +261,7 @@ def _channels(values) -> list[float] | None:
 
 
 def _simplejpeg(source, draft_size: tuple[int, int] | None):
-    """(image, full size, box) of a plain upright JPEG decoded DCT-scaled to >= ``draft_size``, else None."""
+    """(RGB array, full size, box) of a plain upright JPEG decoded DCT-scaled to >= ``draft_size``, else None."""
     try:
         import simplejpeg
     except ImportError:
@@ -278,10 +281,10 @@ def _simplejpeg(source, draft_size: tuple[int, int] | None):
         return None
     out_h, out_w = rgb.shape[:2]
     if (out_w, out_h) == (width, height):
-        return Image.fromarray(rgb), (width, height), None
+        return rgb, (width, height), None
     for eighths in range(1, 9):  # libjpeg scales by M/8 and rounds up
         if (-(-width * eighths // 8), -(-height * eighths // 8)) == (out_w, out_h):
-            return Image.fromarray(rgb), (width, height), (0.0, 0.0, width * eighths / 8, height * eighths / 8)
+            return rgb, (width, height), (0.0, 0.0, width * eighths / 8, height * eighths / 8)
     return None
 
 
@@ -314,7 +317,7 @@ def _torch_resize(arr: np.ndarray, target: tuple[int, int], mode: str) -> np.nda
     """Resize (H, W, 3) uint8 to ``target`` (width, height) with PIL-compatible antialiasing."""
     import torch
 
-    tensor = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).unsqueeze(0)
+    tensor = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1).unsqueeze(0)
     out = torch.nn.functional.interpolate(tensor, size=(target[1], target[0]), mode=mode,
                                           antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0).numpy()
