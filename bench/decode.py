@@ -169,7 +169,7 @@ def bench_baseline(paths, model_dir: Path, rev: str, tmp: Path, repeat: int):
             rates[name].append(float(out.stdout.split("RESULT")[-1]))
     base = statistics.median(rates[f"vss_core at {rev}"])
     return [{f"pipeline ({model_dir.name} ViT, embed files, default settings)": name, "img/s (median)": statistics.median(r),
-             "x baseline": statistics.median(r) / base, "img/s (each run)": " ".join(f"{v:.3g}" for v in r)}
+             "x baseline": statistics.median(r) / base, "img/s (each run)": " ".join(f"{v:.4g}" for v in r)}
             for name, r in rates.items()]
 
 
