@@ -163,7 +163,7 @@ def cmd_knn(args) -> int:
 
 def cmd_predict(args) -> int:
     from .decisions import open_decisions
-    from .embedder import Embedder
+    from .embedder import for_project
     from .labelsheet import COLUMNS, row
     from .predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
 
@@ -172,7 +172,7 @@ def cmd_predict(args) -> int:
     project = _project(args)
     paths = collect_paths_csv(args.csv) if args.csv else collect_images(args.folder)
     precheck(connect_store(project))  # before minutes of model loading
-    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    embedder = for_project(project)
     decisions = open_decisions(project, embedder.dim)
     with _ProgressBar(f"predict {project.name}") as bar:
         report = predict_paths(paths, embedder, decisions.exemplars, decisions.pool, top_n=args.top_n,
@@ -208,10 +208,10 @@ def _write_sheet(out: str, pool, ids, columns, row) -> None:
 
 
 def cmd_embed(args) -> int:
-    from .embedder import Embedder
+    from .embedder import for_project
 
     project = _project(args)
-    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    embedder = for_project(project)
     result = embedder.embed(args.images)
     print(json.dumps({
         "filenames": [args.images[i] for i in result.ok],
@@ -272,10 +272,10 @@ def _names_project(error, name: str) -> bool:
 
 
 def _open(project: ProjectConfig):
-    from .embedder import Embedder
+    from .embedder import for_project
     from .store import open_store
 
-    embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+    embedder = for_project(project)
     return embedder, open_store(project, embedder.dim)
 
 

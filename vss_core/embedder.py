@@ -21,10 +21,10 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from . import images
+from . import images, model_cache
 from .decode_pool import ProcessDecoder, one_torch_thread
 from .errors import ConfigError, ImageError, ModelLoadError
-from .preprocess import make_preprocessor
+from .preprocess import FastPath, make_preprocessor
 
 # torch's OpenMP threads otherwise spin-wait for work while the decode threads and Redis
 # need the cores (about 30% of the tiny-model pipeline on 2 cores); set before torch loads.
@@ -66,25 +66,48 @@ class Embedder:
     or processes (default: up to 8 on CUDA; on CPU a quarter of the cores, at least 2, at most 8)
     decode and preprocess up to ``prefetch`` batches ahead of inference.  ``decode`` is "threads",
     "processes" (uint8 batches through shared memory; fast path with a fixed input size only) or
-    "auto": processes on CUDA or with 8+ cores, else threads.
+    "auto": processes on CUDA or with 8+ cores, else threads.  ``cache_dir`` keeps a compiled copy of
+    a CPU model there (:mod:`vss_core.model_cache`), so that the next process starts without transformers.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", batch_size: int | None = None,
                  fast: bool = True, workers: int | None = None, prefetch: int = PREFETCH_BATCHES,
-                 decode: str = "auto"):
+                 decode: str = "auto", cache_dir: str | Path | None = None):
+        import torch
+
         self.model_name = str(model)
         self.batch_size = _batch_size(batch_size)
         self.device = _resolve_device(device)
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
-        self._model, self.processor = _load(self.model_name, self.device, self.dtype)
-        self.dim = int(self._model.config.hidden_size)
-        self.preprocessor = make_preprocessor(self.processor, fast, torch_resize=self.device == "cpu")
+        self._torch_dtype = torch.float16 if self.dtype == "float16" else torch.float32
+        cacheable = cache_dir is not None and fast and self.device == "cpu"
+        cached = model_cache.load(cache_dir, self.model_name) if cacheable else None
+        if cached is not None:
+            self._model = self._processor = None
+            self._forward, self.dim, self.preprocessor = cached.forward, cached.dim, FastPath(cached.spec, True)
+        else:
+            self._model, self._processor = _load(self.model_name, self.device, self.dtype)
+            self._forward = model_cache.cls_forward(self._model)
+            self.dim = int(self._model.config.hidden_size)
+            self.preprocessor = make_preprocessor(self._processor, fast, torch_resize=self.device == "cpu")
+            if cacheable and self.preprocessor.fast:
+                model_cache.save(cache_dir, self.model_name, self._forward, self.preprocessor.spec, self.dim)
         self.workers = workers or _default_workers(self.device)
         self.prefetch = max(0, int(prefetch))
         self.decode = _decode_mode(decode, self.device, self.preprocessor)
         self._lock = threading.Lock()
         self._decoder_lock = threading.Lock()
         self._decoder: ProcessDecoder | None = None
+
+    @property
+    def processor(self):
+        """The model's transformers image processor (loaded on first use when the model came from the cache)."""
+        if self._processor is None:
+            from transformers import AutoImageProcessor
+
+            self._processor = AutoImageProcessor.from_pretrained(_check_local(self.model_name),
+                                                                 local_files_only=True)
+        return self._processor
 
     @property
     def fast(self) -> bool:
@@ -142,9 +165,8 @@ class Embedder:
 
         with self._lock, torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
-            tensor = tensor.to(self.device).to(self._model.dtype)
-            hidden = self._model(pixel_values=tensor).last_hidden_state
-            return hidden[:, 0, :].float().cpu().numpy()
+            tensor = tensor.to(self.device).to(self._torch_dtype)
+            return self._forward(tensor).float().cpu().numpy()
 
     def _iter_processes(self, sources: Iterable) -> Iterator[EmbedResult]:
         if self._decoder is None:
@@ -181,9 +203,8 @@ class Embedder:
             tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
             mul = torch.tensor(spec.mul, device=self.device).view(1, 3, 1, 1)
             add = torch.tensor(spec.add, device=self.device).view(1, 3, 1, 1)
-            tensor = (tensor.permute(0, 3, 1, 2).float() * mul + add).to(self._model.dtype)
-            hidden = self._model(pixel_values=tensor).last_hidden_state
-            return hidden[:, 0, :].float().cpu().numpy()
+            tensor = (tensor.permute(0, 3, 1, 2).float() * mul + add).to(self._torch_dtype)
+            return self._forward(tensor).float().cpu().numpy()
 
     def _prepare(self, index: int, source) -> np.ndarray | ImageError:
         name = images.source_name(source) if not isinstance(source, Image.Image) else f"<image {index}>"
@@ -301,6 +322,12 @@ def _load(name: str, device: str, dtype: str):
     model.eval()
     model.to(device=device, dtype=torch.float16 if dtype == "float16" else torch.float32)
     return model, processor
+
+
+def for_project(project, device: str | None = None) -> Embedder:
+    """The embedder ``project`` asks for (model, device, batch size), with the data dir's model cache."""
+    return Embedder(project.model, device=device or project.device, batch_size=project.batch_size,
+                    cache_dir=model_cache.default_dir())
 
 
 def save_model(model_id: str, folder: str | Path) -> Path:

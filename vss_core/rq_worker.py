@@ -47,9 +47,9 @@ _CONTEXT_LOCK = threading.Lock()
 
 def _open_context(project, device: str | None = None) -> _Context:
     from .decisions import open_decisions
-    from .embedder import Embedder
+    from .embedder import for_project
 
-    embedder = Embedder(project.model, device=device or project.device, batch_size=project.batch_size)
+    embedder = for_project(project, device)
     return _Context(project, embedder, open_decisions(project, embedder.dim), connect(project))
 
 

@@ -79,7 +79,7 @@ class Service:
             found = self._engines.get(name)
         if found is not None:
             return found
-        from vss_core.embedder import Embedder
+        from vss_core.embedder import for_project
         from vss_core.schema import layout_for
         from vss_core.store import VectorStore
 
@@ -88,7 +88,7 @@ class Service:
         with self._lock:
             embedder = self._embedders.get(key)
         if embedder is None:
-            embedder = Embedder(project.model, device=project.device, batch_size=project.batch_size)
+            embedder = for_project(project)
         store = VectorStore(self.client(name), layout_for(project).exemplars)
         store.ensure_index(embedder.dim, model=project.model)
         engine = _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
