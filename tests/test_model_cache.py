@@ -76,7 +76,8 @@ def test_a_changed_model_folder_misses_and_builds_again(tiny_vit_dir, tmp_path):
     (model_dir / "config.json").write_text(json.dumps({**config, "vss_note": "edited"}))
     assert model_cache.model_key(str(model_dir)) != before
     assert Embedder(model_dir, device="cpu", cache_dir=tmp_path / "cache")._model is not None
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [model_cache.model_key(str(model_dir))]  # replaced
+    assert Embedder(model_dir, device="cpu", cache_dir=tmp_path / "cache")._model is None
 
 
 def test_a_damaged_cache_is_built_again(tiny_vit_dir, tmp_path, photos):
@@ -104,6 +105,7 @@ def test_projects_use_the_data_dirs_cache_unless_turned_off(tiny_vit_dir, tmp_pa
     monkeypatch.setenv("VSS_DATA_DIR", str(tmp_path / "data"))
     for_project(project)
     assert for_project(project)._model is None
-    assert len(list((tmp_path / "data" / model_cache.FOLDER).iterdir())) == 1
+    cache = tmp_path / "data" / model_cache.FOLDER
+    assert len(list(cache.iterdir())) == 1 and cache.stat().st_mode & 0o077 == 0
     monkeypatch.setenv("VSS_MODEL_CACHE", "0")
     assert model_cache.default_dir() is None and for_project(project)._model is not None

@@ -8,7 +8,8 @@ spec and the dimension; later processes load that with torch alone.
 
 The key covers the model folder (its path and each file's name, size and mtime), torch's and
 transformers' versions and this format: any change misses and builds again.  A cache that cannot
-be read is built again; one that cannot be written is skipped.  ``VSS_MODEL_CACHE=0`` turns it off.
+be read is built again; one that cannot be written is skipped; a new entry replaces the model's older
+ones, so each model has one copy on disk.  ``VSS_MODEL_CACHE=0`` turns it off.
 
 TorchScript, although torch 2.13 deprecates it for ``torch.export``: a cold ``torch.export.load``
 took 2.8 s here against 1.15 s for ``torch.jit.load`` (it imports torch's export machinery), which
@@ -23,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import threading
 import warnings
 from dataclasses import asdict, dataclass
@@ -87,10 +89,12 @@ def save(cache_dir: str | Path | None, model_name: str, forward, spec: FastSpec,
         traced = _trace(forward, size)
         if traced is None:
             return False
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
         _write(folder / _MODEL, lambda tmp: traced.save(str(tmp)))
         info = json.dumps({"format": FORMAT, "model": model_name, "dim": int(dim), "spec": asdict(spec)})
         _write(folder / _INFO, lambda tmp: tmp.write_text(info, encoding="utf-8"))
+        _drop_older(folder, model_name)
         return True
     except Exception:  # noqa: BLE001  a full disk or a read-only data dir: the cache is only a speed-up
         return False
@@ -113,6 +117,17 @@ def model_key(model_name: str) -> str | None:
 def _entry(cache_dir, model_name: str) -> Path | None:
     key = model_key(model_name) if cache_dir else None
     return Path(cache_dir) / key if key else None
+
+
+def _drop_older(kept: Path, model_name: str) -> None:
+    """Remove the other entries of ``model_name`` (older files or versions): one copy per model on disk."""
+    for entry in kept.parent.iterdir():
+        try:
+            same = json.loads((entry / _INFO).read_text(encoding="utf-8")).get("model") == model_name
+        except (OSError, ValueError, AttributeError):
+            continue
+        if same and entry != kept:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _model_folder(model_name: str) -> Path | None:
