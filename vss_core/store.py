@@ -100,6 +100,14 @@ class VectorStore(SearchIndex):
         flat = [item for pair in values.items() for item in pair]
         return ("HSET", self.key_for(record.label, record.id), VECTOR, vector.tobytes(), TAG, record.label, *flat)
 
+    def label_of(self, key: str) -> str:
+        """The label of exemplar ``key``: the key's middle part, as fastapi-vss reads it."""
+        return self.split_key(key)[0]
+
+    def label_mapping(self, label: str) -> dict[str, str]:
+        """The hash fields that hold an exemplar's label (to HSET when it moves to ``label``)."""
+        return {TAG: label, "label": label}
+
     def _label_id(self, key: str, fields: dict[str, str]) -> tuple[str, str]:
         label, id = self.split_key(key)
         return fields.get("label") or fields.get(TAG) or label, id
