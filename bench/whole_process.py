@@ -1,7 +1,7 @@
 """What users run, against fastapi-vss's own code: the CLI as a whole cold process, and the app's search path.
 
     python bench/whole_process.py [--models tiny,vit-base] [--n-tiny 2048] [--n-base 64] [--repeat 3]
-                                  [--exemplars 5000] [--image-dir DIR] [--fastapi-vss GIT_DIR]
+                                  [--exemplars 5000] [--image-dir DIR] [--fastapi-vss DIR]
 
 For each model (random weights saved with save_pretrained, the processor of
 google/vit-base-patch16-224) a project YAML points at the model folder and an embedded Redis,
@@ -10,8 +10,8 @@ Each method runs as its own process, interleaved, --repeat times, on the same JP
   vss cli         python -m vss_core knn PROJECT <files> --top-n 5   (wall time of the whole process), with
                   the model cache of its data dir built by one first run before the others (timed and
                   printed on its own); "model cache off" is the same with VSS_MODEL_CACHE=0
-  fastapi-vss     a process that imports ViTWrapper from a copy of fastapi-vss's source
-                  (src/app/predictors/process_vits.py, vector_similarity.py, app/logger; the one change:
+  fastapi-vss     a process that imports ViTWrapper from fastapi-vss's source as tests/peers/fastapi_vss keeps it
+                  (src/app/predictors/process_vits.py, vector_similarity.py; a silent app.logger; the one change:
                   redis-py's module indexDefinition is aliased to its current name index_definition),
                   builds it on the same model folder and Redis, and calls predict(files, top_n=5)
   vss app path    a process that builds the Embedder and store once (the app caches them), then calls
@@ -38,9 +38,8 @@ from pathlib import Path
 import _common as common
 
 TARGETS = {"vit-base": 0.95, "tiny": 2.5}
-MIRROR = Path("/work/.mirror/mbari-org+fastapi-vss/repo")
-FASTAPI_FILES = ["src/app/__init__.py", "src/app/logger/__init__.py", "src/app/predictors/process_vits.py",
-                 "src/app/predictors/vector_similarity.py"]
+PEER = Path(__file__).resolve().parent.parent / "tests" / "peers" / "fastapi_vss"
+FASTAPI_FILES = ["process_vits.py", "vector_similarity.py"]
 
 FASTAPI_CHILD = r"""
 import sys, threading, time
@@ -85,15 +84,18 @@ print("RESULT", *timings[-1])
 """
 
 
-def fastapi_source(git_dir: Path, into: Path) -> Path:
-    """Copy fastapi-vss's predictor source (as committed in ``git_dir``) to ``into``; returns its src root."""
+def fastapi_source(peer: Path, into: Path) -> Path:
+    """fastapi-vss's predictor as the package ``app`` under ``into`` (the copy in tests/peers, its logger
+    silent); returns the folder to put on PYTHONPATH."""
+    predictors = into / "app" / "predictors"
+    predictors.mkdir(parents=True, exist_ok=True)
+    (into / "app" / "__init__.py").write_text("")
+    (predictors / "__init__.py").write_text("")
+    (into / "app" / "logger").mkdir(exist_ok=True)
+    (into / "app" / "logger" / "__init__.py").write_text("def err(*a, **k): pass\ninfo = debug = err\n")
     for name in FASTAPI_FILES:
-        text = subprocess.run(["git", "--git-dir", str(git_dir), "show", f"HEAD:{name}"], check=True,
-                              capture_output=True, text=True).stdout
-        target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    return into / "src"
+        (predictors / name).write_text((peer / name).read_text())
+    return into
 
 
 def setup_project(kind: str, tmp: Path, exemplars: int):
@@ -188,7 +190,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--exemplars", type=int, default=5000)
     parser.add_argument("--image-dir", type=Path, help="where the JPEGs are (re)used; default a tmp dir")
-    parser.add_argument("--fastapi-vss", type=Path, default=MIRROR, help="git dir of fastapi-vss")
+    parser.add_argument("--fastapi-vss", type=Path, default=PEER, help="folder of fastapi-vss's predictor files")
     args = parser.parse_args()
     kinds = [m for m in args.models.split(",") if m]
     counts = {"tiny": args.n_tiny, "vit-base": args.n_base}

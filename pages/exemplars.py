@@ -15,4 +15,4 @@ jobview.panel(name, loading.KIND, on_resume=lambda snap: loading.resume(ctx, sna
 
 st.divider()
 st.subheader("Index")
-index_view.render(ctx.store)
+index_view.render(ctx.store, ctx.project.model)

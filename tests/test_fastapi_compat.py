@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import types
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
+from tests.peers import fastapi_vss_predictor
 from vss_core.fastapi_compat import fastapi_result, write_result
 from vss_core.store import Neighbor
 
-MIRROR = Path("/work/.mirror/mbari-org+fastapi-vss/repo")
 
 
 def nb(label: str, id_: str, similarity: float) -> Neighbor:
@@ -80,27 +76,6 @@ def test_unwritable_output_path_names_the_folder(tmp_path):
         write_result(blocker / "out", fastapi_result([], []))
 
 
-def _fastapi_vss_predictor(redis_client, model_dir):
-    """fastapi-vss's own ViTWrapper, imported from its source in the mirror (logger stubbed)."""
-    import redis.commands.search.index_definition as index_definition
-
-    sys.modules.setdefault("redis.commands.search.indexDefinition", index_definition)
-    log = types.ModuleType("app.logger")
-    log.err = log.info = log.debug = lambda *a, **k: None
-    sys.modules.setdefault("app", types.ModuleType("app"))
-    sys.modules["app.logger"] = log
-    sys.modules.setdefault("app.predictors", types.ModuleType("app.predictors"))
-    for name in ("vector_similarity", "process_vits"):
-        source = subprocess.run(["git", "-C", str(MIRROR), "show", f"HEAD:src/app/predictors/{name}.py"],
-                                capture_output=True, text=True, check=True).stdout
-        module = types.ModuleType(f"app.predictors.{name}")
-        exec(compile(source, f"fastapi-vss/{name}.py", "exec"), module.__dict__)
-        sys.modules[module.__name__] = module
-    return sys.modules["app.predictors.process_vits"].ViTWrapper(
-        redis_client, device="cpu", model_name=str(model_dir), batch_size=8)
-
-
-@pytest.mark.skipif(not MIRROR.exists(), reason="fastapi-vss source mirror not on this machine")
 def test_same_payload_as_fastapi_vss_on_the_same_index(vector_store, tiny_vit_dir, image_folder):
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
@@ -112,7 +87,7 @@ def test_same_payload_as_fastapi_vss_on_the_same_index(vector_store, tiny_vit_di
     queries = [str(image_folder / "stripes" / "stripes_1.jpg"), str(image_folder / "circles" / "circles_2.png")]
     ours = search(embedder, vector_store, queries, top_n=4).to_fastapi_json()
 
-    theirs = _fastapi_vss_predictor(vector_store.client, tiny_vit_dir).predict(queries, top_n=4)
+    theirs = fastapi_vss_predictor(vector_store.client, tiny_vit_dir).predict(queries, top_n=4)
     predictions, scores, ids = theirs
     assert ours["predictions"] == predictions and ours["ids"] == ids
     assert [len(s) for s in ours["scores"]] == [len(s) for s in scores]

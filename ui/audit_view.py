@@ -11,9 +11,9 @@ from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
 from vss_core.exemplar_review import ExemplarReview
 from vss_core.index_layout import as_text
-from vss_core.schema import TAG, VECTOR
+from vss_core.schema import VECTOR
 
-FIELDS = ("label", TAG, "source", "audit", VECTOR)
+FIELDS = ("source", "audit", VECTOR)
 
 
 def _do(d, what: str, key: str, label: str | None = None) -> None:
@@ -33,7 +33,7 @@ def row(d, scored, known: list[str], n_neighbors: int = 6) -> None:
     values = dict(zip(FIELDS, d.client.hmget(scored.member, FIELDS)))
     if values[VECTOR] is None:
         return  # retired or relabelled since it was scored
-    label = as_text(values["label"] or values[TAG]) or d.exemplars.split_key(scored.member)[0]
+    label = d.exemplars.label_of(scored.member)
     hits = d.exemplars.knn(np.frombuffer(values[VECTOR], np.float32), n_neighbors + 1)[0]
     hits = [h for h in hits if h.key != scored.member][:n_neighbors]
     blocked = not state.annotator()

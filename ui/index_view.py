@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import state
 from ui.thumbs import thumb_cache
+from vss_core import migrations
 from vss_core.errors import VSSError
 
 CONFIRM = "confirm_delete"   # holds "label:<label>" or "key:<redis key>" while asking
@@ -81,8 +82,46 @@ def browse(store, counts: dict[str, int]) -> None:
     _confirm(store)
 
 
-def render(store) -> None:
+ADOPT_CONFIRM = "confirm_adopt"
+
+
+def adoption(store, model: str) -> None:
+    """Offer to adopt a fastapi-vss database (never done without asking), or to label documents added since."""
+    version = migrations.layout_version(store)
+    missing = store.unlabeled_count()
+    if not missing or not store.info().count:
+        return
+    with st.container(border=True):
+        if version is None:
+            st.info(f"This index was built by fastapi-vss's tools (mbari-aidata): labels are read from the keys, "
+                    f"so search and suggestions are right, but counting and browsing by label read all "
+                    f"{missing:,} keys. **Adopt** adds a `label` field to the index and copies each key's label "
+                    f"into it; fastapi-vss ignores the field and keeps working. It can be stopped and resumed.",
+                    icon=":material/database:")
+        else:
+            st.info(f"{missing:,} exemplars were added without a `label` field (by fastapi-vss's tools?): "
+                    "adopt them to browse them by label.", icon=":material/database:")
+        if not st.session_state.get(ADOPT_CONFIRM):
+            if st.button("Adopt this database…", key="ask_adopt", icon=":material/library_add_check:"):
+                st.session_state[ADOPT_CONFIRM] = True
+                st.rerun()
+            return
+        yes, no = st.columns(2)
+        if no.button("Cancel", key="adopt_no"):
+            st.session_state.pop(ADOPT_CONFIRM, None)
+            st.rerun()
+        if yes.button("Yes, adopt", type="primary", key="adopt_yes"):
+            st.session_state.pop(ADOPT_CONFIRM, None)
+            bar = st.progress(0.0, text="Adopting…")
+            report = migrations.adopt(store, model, progress=lambda done, total: bar.progress(
+                min(1.0, done / max(total, 1)), text=f"Labeled {done:,} of {total:,} documents"))
+            st.toast(f"Adopted: labeled {report.labeled:,} of {report.total:,} documents.")
+            st.rerun()
+
+
+def render(store, model: str = "") -> None:
     try:
+        adoption(store, model)
         counts = overview(store)
         browse(store, counts)
     except VSSError as e:

@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("project")
     cmd.set_defaults(run=cmd_stats)
 
+    cmd = commands.add_parser("adopt", help="make a fastapi-vss database filterable by label (adds a 'label' field)")
+    cmd.add_argument("project")
+    cmd.set_defaults(run=cmd_adopt)
+
     cmd = commands.add_parser("worker", help="an RQ worker for a project's load/predict/mine chunks")
     cmd.add_argument("project")
     cmd.add_argument("--device", help="torch device of this worker (default: the project's vss.device)")
@@ -234,10 +238,42 @@ def cmd_stats(args) -> int:
     print(f"dimension: {info.dim}")
     print(f"algorithm: {info.algorithm}")
     print(f"vectors:   {info.count}")
+    print(f"layout:    {_layout_text(store)}")
     counts = store.label_counts()
     if counts:
         _print_table([("LABEL", "COUNT")] + [(label, str(n)) for label, n in
                                               sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+    return 0
+
+
+def _layout_text(store) -> str:
+    from . import migrations
+
+    version = migrations.layout_version(store)
+    if version is None:
+        return ("fastapi-vss's, not adopted (labels from the keys; "
+                f"`vss adopt {store.index_name}` indexes them)" if store.info().dim else "none yet")
+    unlabeled = store.unlabeled_count()
+    return f"{version}" + (f" ({unlabeled} documents without a label field: run `vss adopt`)" if unlabeled else "")
+
+
+def cmd_adopt(args) -> int:
+    from . import migrations
+    from .store import connect_store
+
+    project = _project(args)
+    store = connect_store(project)
+    with _ProgressBar("adopt") as bar:
+        bar.set_total(store.info().count)
+        seen = [0]
+
+        def progress(done: int, total: int) -> None:
+            bar.advance(done - seen[0])
+            seen[0] = done
+
+        report = migrations.adopt(store, project.model, progress=progress)
+    print(f"index '{store.index_name}': labeled {report.labeled} of {report.total} documents"
+          + (" (resumed)" if report.resumed else "") + "; fastapi-vss reads it as before")
     return 0
 
 

@@ -10,12 +10,12 @@ from typing import Any, Sequence
 import redis
 
 from .errors import IndexMismatch, RedisUnavailable, VSSError
-from .schema import TAG, TAG_SEPARATOR, VECTOR, IndexSchema
+from .schema import LABEL, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
 
 
 @dataclass(frozen=True)
 class IndexLayout:
-    """What FT.INFO says of the vector and tag fields."""
+    """What FT.INFO says of the vector field and the label's TAG field (``label``, else ``tag``)."""
 
     dim: int | None
     algorithm: str | None
@@ -69,7 +69,8 @@ def read_layout(client: redis.Redis, index_name: str) -> IndexLayout | None:
         raise
     attributes = value_after(info, "attributes", [])
     vector = next((a for a in attributes if as_text(value_after(a, "attribute")) == VECTOR), [])
-    tag = next((a for a in attributes if as_text(value_after(a, "attribute")) == TAG), [])
+    named = {as_text(value_after(a, "attribute")): a for a in attributes}
+    tag = named.get(LABEL) or named.get(TAG) or []
     dim = value_after(vector, "dim")
     layout = IndexLayout(
         dim=int(dim) if dim is not None else None,

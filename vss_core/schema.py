@@ -2,13 +2,16 @@
 
 A project's Redis holds two vector indexes built from :class:`IndexSchema` values:
 
-- the **exemplars** (fastapi-vss's layout): FT index ``index`` over HASH keys ``doc:<label>:<id>`` with
-  ``vector`` (FLOAT32, COSINE) and ``tag`` (TAG, the label); VSS adds the stored fields
-  ``label``, ``source``, ``added_by``, ``added_at``, ``model`` and ``pool_id`` (a promoted pool image);
+- the **exemplars** (fastapi-vss's layout, as MBARI's ``mbari-aidata`` writes it): FT index ``index`` over
+  HASH keys ``doc:<label>:<id>`` with ``vector`` (FLOAT32, COSINE) and ``tag`` (TAG, **the model name**).
+  The label is the key's middle part, as fastapi-vss reads it.  VSS adds ``label`` (TAG: the same label,
+  so that labels can be filtered and counted; see :mod:`vss_core.migrations` for databases without it)
+  and the stored fields ``source``, ``added_by``, ``added_at``, ``model`` and ``pool_id`` (a promoted pool image);
 - the **pool** of images to label: FT index ``<index>_pool`` over HASH keys ``<index>_pool:<id>``,
   never read by fastapi-vss, with the suggestion, its scores and the current decision.
 
-Beside them, plain keys: each index's recorded model (``vss:meta:<index name>``), and under
+Beside them, plain keys: each index's record (``vss:meta:<index name>``: model, dimension, layout version,
+migration and adoption progress), and under
 ``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``), each annotator's undo stack
 (``undo:<annotator>``), actions (``action:<id>``), mining scores (``scores:<kind>[:<scope>]``, sorted sets) and
 retired exemplars (``retired:<key>``).  Job records, locks and RQ queues: the functions under "jobs" below.  Everything that names a key or a field imports it from here.
@@ -25,6 +28,8 @@ from .errors import IndexMismatch
 TAG_SEPARATOR = "\x1f"
 VECTOR = "vector"
 TAG = "tag"
+LABEL = "label"
+LAYOUT_VERSION = 2
 DATA_TYPE = "FLOAT32"
 METRIC = "COSINE"
 
@@ -50,21 +55,24 @@ class IndexSchema:
 
     ``tags`` are TAG fields (separator 0x1f, CASESENSITIVE), ``numbers`` NUMERIC SORTABLE,
     ``sortable_text`` TEXT NOINDEX SORTABLE (sort only); ``stored`` are hash fields written and read
-    but not indexed.
+    but not indexed.  ``label_in_key``: a document's label is its key's middle part (``doc:<label>:<id>``,
+    the exemplars); otherwise it is the ``label`` field (the pool).
     """
 
     name: str
     prefix: str
     algorithm: str = "FLAT"
     hnsw: Mapping[str, int] = field(default_factory=dict)
-    tags: tuple[str, ...] = (TAG,)
+    tags: tuple[str, ...] = (TAG, LABEL)
     numbers: tuple[str, ...] = ()
     sortable_text: tuple[str, ...] = ()
     stored: tuple[str, ...] = EXEMPLAR_FIELDS
+    label_in_key: bool = True
 
     @property
     def meta_key(self) -> str:
-        """Hash recording the model and dimension this index was built with (absent for fastapi-vss's)."""
+        """Hash recording the model, dimension and layout version of this index (absent for fastapi-vss's
+        until it is adopted): fields ``model``, ``dim``, ``layout``, ``adopted_at``, ``cursor:<step>``."""
         return f"vss:meta:{self.name}"
 
     def key(self, *parts: str) -> str:
@@ -177,7 +185,8 @@ def project_layout(index: str = "index", prefix: str = "doc:", algorithm: str = 
     hnsw = MappingProxyType(dict(hnsw or {}))
     exemplars = IndexSchema(index, prefix, algorithm.upper(), hnsw)
     pool = IndexSchema(f"{index}_pool", f"{index}_pool:", algorithm.upper(), hnsw, tags=POOL_TAGS,
-                       numbers=POOL_NUMBERS, sortable_text=POOL_SORTABLE_TEXT, stored=POOL_STORED)
+                       numbers=POOL_NUMBERS, sortable_text=POOL_SORTABLE_TEXT, stored=POOL_STORED,
+                       label_in_key=False)
     for a, b in ((exemplars, pool), (pool, exemplars)):
         if b.prefix.startswith(a.prefix):
             raise IndexMismatch(f"key prefix '{a.prefix}' of index '{a.name}' would also take the keys of "

@@ -17,7 +17,7 @@ import redis
 from .errors import IndexMismatch, SearchIncomplete, VSSError
 from .index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, guard, is_missing_index,
                            read_layout, resp2, value_after)
-from .schema import DATA_TYPE, METRIC, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
+from .schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
 
 DEFAULT_TIMEOUT_MS = 60_000
 DIST = "__dist"
@@ -64,22 +64,26 @@ class SearchIndex:
         return self.schema.prefix
 
     def split_key(self, key: str) -> tuple[str, str]:
-        """(label, id) parsed from a key; the id is what follows the last ':'."""
+        """(label, id) parsed from a key ``<prefix><label>:<id>``; the id is what follows the last ':'.
+
+        This is where fastapi-vss reads an exemplar's label, and so does VSS."""
         body = key[len(self.prefix):] if key.startswith(self.prefix) else key
         label, _, id = body.rpartition(":")
         return label, id
 
     @guard
     def ensure_index(self, dim: int, model: str | None = None) -> IndexInfo:
-        """Create the index, or attach to the existing one.
+        """Create the index, or attach to the existing one (upgrading an older VSS layout).
 
-        ``IndexMismatch`` when its dimension or metric differs, or when it records another model than
-        ``model`` (an index made by fastapi-vss records none and is accepted)."""
+        ``IndexMismatch`` when its dimension or metric differs, or when it holds vectors of another
+        model than ``model``: the one VSS recorded, or the one fastapi-vss's tools put in ``tag``
+        (vectors of two models in one index are refused too, naming both)."""
+        from . import migrations
+
         layout = self._read_layout()
         if layout is None:
             create_index(self.client, self.schema, dim)
-            if model:
-                self.client.hset(self.schema.meta_key, mapping={"model": model, "dim": dim})
+            migrations.record_new(self, dim, model)
             layout = self._read_layout()
         where = f"Redis index '{self.index_name}'"
         if layout.dim is None:
@@ -90,12 +94,15 @@ class SearchIndex:
         if layout.metric != METRIC or layout.data_type != DATA_TYPE:
             raise IndexMismatch(f"{where} uses {layout.data_type}/{layout.metric}, expected {DATA_TYPE}/{METRIC}")
         recorded = self.recorded_model()
-        if model and recorded and recorded != model:
+        if model and recorded and not migrations.same_model(recorded, model):
             raise IndexMismatch(f"{where} was built with model '{recorded}' but the project uses '{model}'; "
                                 f"their vectors do not compare: use another redis.index or model '{recorded}'")
-        if recorded and set(self.schema.indexed()) - set(layout.fields):
+        if self.schema.label_in_key:
+            migrations.upgrade(self)
+            migrations.check_models(self, model, recorded)
+        elif migrations.layout_version(self) and set(self.schema.indexed()) - set(layout.fields):
             add_missing_fields(self.client, self.schema, layout.fields)  # made by an older VSS
-            self._read_layout()
+        self._read_layout()
         return self.info()
 
     def recorded_model(self) -> str | None:
@@ -201,7 +208,7 @@ class SearchIndex:
         base = "*" if filter == "*" else f"({filter})"
         return ("FT.SEARCH", self.index_name, f"{base}=>[KNN {k} @{VECTOR} $vec AS {DIST}]",
                 "PARAMS", 2, "vec", vector.tobytes(), "SORTBY", DIST, "ASC",
-                "RETURN", 4, DIST, "label", TAG, "source", "LIMIT", 0, k,
+                "RETURN", 3, DIST, LABEL, "source", "LIMIT", 0, k,
                 "TIMEOUT", self.timeout_ms, "DIALECT", 2)
 
     def _checked(self, replies: list) -> list:
@@ -216,9 +223,11 @@ class SearchIndex:
             fields = dict(zip(flat[::2], flat[1::2]))
             key = raw_key.decode("utf-8", "replace")
             label, id = self.split_key(key)
-            stored = fields.get(b"label") or fields.get(TAG.encode())
+            stored = fields.get(LABEL.encode())
+            if not self.schema.label_in_key:
+                label = stored.decode("utf-8", "replace") if stored else ""
             source = fields.get(b"source")
-            hits.append(Neighbor(key, stored.decode("utf-8", "replace") if stored else label, id,
+            hits.append(Neighbor(key, label, id,
                                  1.0 - float(fields[DIST.encode()]),
                                  source.decode("utf-8", "replace") if source else ""))
         return hits

@@ -1,7 +1,10 @@
 """Vectors of labeled exemplars in Redis, in fastapi-vss's layout (see :mod:`vss_core.schema`).
 
-Indexes we create use an unlikely TAG separator (0x1f) and CASESENSITIVE; indexes made by
-fastapi-vss (``,``, case-insensitive) work too: tag queries only narrow, labels are compared exactly.
+An exemplar's label is its key's middle part (``doc:<label>:<id>``), as fastapi-vss reads it; ``tag`` holds
+the model name, as MBARI's ``mbari-aidata`` writes it.  VSS also writes the label into ``label``, a TAG field
+(separator 0x1f, CASESENSITIVE) of the indexes it creates or adopts (:mod:`vss_core.migrations`), so labels
+are filtered and counted by the index; where a document lacks it (fastapi-vss's, not adopted) the keys
+are read instead.  Labels are always compared exactly.
 
 Batch KNN is one pipeline of raw ``FT.SEARCH ... KNN`` (DIALECT 2), not redisvl: at
 20k x 768, 32 queries, redisvl's ``batch_query`` was no faster than the raw pipeline
@@ -18,7 +21,7 @@ import redis
 
 from .errors import IndexMismatch, SearchIncomplete, VSSError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
-from .schema import EXEMPLAR_FIELDS, TAG, VECTOR, IndexSchema, layout_for, project_layout
+from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
 
 __all__ = ["Record", "Neighbor", "Exemplar", "IndexInfo", "VectorStore", "connect_store", "open_store"]
@@ -58,6 +61,7 @@ class VectorStore(SearchIndex):
     def __init__(self, client: redis.Redis, schema: IndexSchema | None = None,
                  timeout_ms: int = DEFAULT_TIMEOUT_MS):
         super().__init__(client, schema or project_layout().exemplars, timeout_ms)
+        self.model = ""
 
     def key_for(self, label: str, id: str) -> str:
         """Redis key of exemplar ``id`` under ``label``."""
@@ -69,7 +73,9 @@ class VectorStore(SearchIndex):
         if algorithm or hnsw:
             self.schema = replace(self.schema, algorithm=(algorithm or self.schema.algorithm).upper(),
                                   hnsw=dict(hnsw or self.schema.hnsw))
-        return super().ensure_index(dim, model)
+        info = super().ensure_index(dim, model)
+        self.model = model or self.recorded_model() or self.model
+        return info
 
     @guard
     def add(self, records: Iterable[Record]) -> int:
@@ -98,7 +104,8 @@ class VectorStore(SearchIndex):
         if not record.pool_id:
             del values["pool_id"]
         flat = [item for pair in values.items() for item in pair]
-        return ("HSET", self.key_for(record.label, record.id), VECTOR, vector.tobytes(), TAG, record.label, *flat)
+        return ("HSET", self.key_for(record.label, record.id), VECTOR, vector.tobytes(),
+                TAG, record.model or self.model, *flat)
 
     def label_of(self, key: str) -> str:
         """The label of exemplar ``key``: the key's middle part, as fastapi-vss reads it."""
@@ -106,18 +113,14 @@ class VectorStore(SearchIndex):
 
     def label_mapping(self, label: str) -> dict[str, str]:
         """The hash fields that hold an exemplar's label (to HSET when it moves to ``label``)."""
-        return {TAG: label, "label": label}
-
-    def _label_id(self, key: str, fields: dict[str, str]) -> tuple[str, str]:
-        label, id = self.split_key(key)
-        return fields.get("label") or fields.get(TAG) or label, id
+        return {LABEL: label}
 
     @guard
     def label_counts(self) -> dict[str, int]:
-        """Number of exemplars per label (exact labels, whatever the TAG separator)."""
+        """Number of exemplars per label (the labels in the keys), complete or ``SearchIncomplete``."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.execute_command("FT.AGGREGATE", self.index_name, "*", "LOAD", 2, "@label", f"@{TAG}",
-                             "GROUPBY", 2, "@label", f"@{TAG}", "REDUCE", "COUNT", 0, "AS", "n",
+        pipe.execute_command("FT.AGGREGATE", self.index_name, "*", "LOAD", 1, f"@{LABEL}",
+                             "GROUPBY", 1, f"@{LABEL}", "REDUCE", "COUNT", 0, "AS", "n",
                              "TIMEOUT", self.timeout_ms, "DIALECT", 2)
         pipe.execute_command("FT.INFO", self.index_name)
         groups, info = pipe.execute(raise_on_error=False)
@@ -127,12 +130,11 @@ class VectorStore(SearchIndex):
             raise SearchIncomplete(f"counting labels in index '{self.index_name}' failed: {groups}")
         counts: dict[str, int] = {}
         for row in map(as_pairs, groups[1:]):
-            label = row.get("label") or row.get(TAG)
-            if label:
-                counts[label] = counts.get(label, 0) + int(row["n"])
-            else:
+            if row.get(LABEL):
+                counts[row[LABEL]] = counts.get(row[LABEL], 0) + int(row["n"])
+            elif int(row.get("n", 0)):
                 for key in self._unlabeled_keys():
-                    name = self.split_key(key)[0]
+                    name = self.label_of(key)
                     counts[name] = counts.get(name, 0) + 1
         total = int(value_after(info, "num_docs", 0))
         if sum(counts.values()) != total:
@@ -141,9 +143,15 @@ class VectorStore(SearchIndex):
         return counts
 
     def _unlabeled_keys(self) -> list[str]:
-        reply = self.client.execute_command(
-            "FT.AGGREGATE", self.index_name, "*", "LOAD", 3, "@__key", "@label", f"@{TAG}",
-            "FILTER", f"!exists(@label) && !exists(@{TAG})", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        """Keys of the documents without a ``label`` field (fastapi-vss's tools write none)."""
+        try:
+            reply = self.client.execute_command(
+                "FT.AGGREGATE", self.index_name, "*", "LOAD", 2, "@__key", f"@{LABEL}",
+                "FILTER", f"!exists(@{LABEL})", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return []
+            raise
         return [as_pairs(row)["__key"] for row in reply[1:]]
 
     @guard
@@ -177,7 +185,7 @@ class VectorStore(SearchIndex):
             pipe.multi()
             if new_key != key:
                 pipe.rename(key, new_key)
-            pipe.hset(new_key, mapping={TAG: new_label, "label": new_label})
+            pipe.hset(new_key, mapping=self.label_mapping(new_label))
 
         self.client.transaction(move, key, new_key)
         return new_key
@@ -185,8 +193,8 @@ class VectorStore(SearchIndex):
     @guard
     def exemplars(self, label: str, offset: int = 0, limit: int = 50) -> list[Exemplar]:
         """One page of the exemplars of ``label`` with source, added_by, added_at and model."""
-        if self._exact(label):
-            reply = self.search(self._tag_query(label), "NOCONTENT", "LIMIT", offset, limit)
+        if self._exact(label):  # documents without the label field (fastapi-vss's): listed once adopted
+            reply = self.search(self._label_query(label), "NOCONTENT", "LIMIT", offset, limit)
             keys = [as_text(key) for key in reply[1:]]
         else:
             keys = self._keys_of(label)[offset:offset + limit]
@@ -196,32 +204,38 @@ class VectorStore(SearchIndex):
         found = []
         for key, values in zip(keys, pipe.execute() if keys else []):
             fields = dict(zip(EXEMPLAR_FIELDS, map(as_text, values)))
-            found.append(Exemplar(key, *self._label_id(key, fields), fields["source"],
-                                  fields["added_by"], fields["added_at"], fields["model"]))
+            found.append(Exemplar(key, *self.split_key(key), fields["source"],
+                                  fields["added_by"], fields["added_at"], fields["model"] or self.model))
         return found
 
     def _keys_of(self, label: str) -> list[str]:
-        query, keys, offset = self._tag_query(label), [], 0
-        while True:
-            reply = self.search(query, "RETURN", 2, "label", TAG, "LIMIT", offset, _PAGE)
-            for i in range(1, len(reply) - 1, 2):
-                key = as_text(reply[i])
-                if self._label_id(key, as_pairs(reply[i + 1]))[0] == label:
-                    keys.append(key)
-            if len(reply) // 2 < _PAGE:
-                break
-            offset += _PAGE
-        if not self._exact(label):
-            keys += [key for key in self._unlabeled_keys() if self.split_key(key)[0] == label]
+        keys = []
+        if LABEL in self.layout().fields:
+            query, offset = self._label_query(label), 0
+            while True:
+                reply = self.search(query, "NOCONTENT", "LIMIT", offset, _PAGE)
+                keys += [key for key in map(as_text, reply[1:]) if self.label_of(key) == label]
+                if len(reply) - 1 < _PAGE:
+                    break
+                offset += _PAGE
+        keys += [key for key in self._unlabeled_keys() if self.label_of(key) == label]
         return keys
 
-    def _tag_query(self, label: str) -> str:
+    @guard
+    def unlabeled_count(self) -> int:
+        """How many documents lack the ``label`` field (all of a fastapi-vss index that is not adopted,
+        and those its tools added since adoption): they are counted, searched and deleted, but listed
+        by label only after :func:`vss_core.migrations.adopt`."""
+        return len(self._unlabeled_keys()) if LABEL in self.layout().fields else self.info().count
+
+    def _label_query(self, label: str) -> str:
         parts = [part.strip() for part in label.split(self.layout().separator)]
-        return " ".join(f"@{TAG}:{{{escape_tag(part)}}}" for part in parts if part) or "*"
+        return " ".join(f"@{LABEL}:{{{escape_tag(part)}}}" for part in parts if part) or "*"
 
     def _exact(self, label: str) -> bool:
         layout = self.layout()
-        return layout.case_sensitive and layout.separator not in label and label == label.strip() != ""
+        return (LABEL in layout.fields and layout.case_sensitive and layout.separator not in label
+                and label == label.strip() != "")
 
 
 def connect_store(project) -> VectorStore:
