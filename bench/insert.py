@@ -42,7 +42,7 @@ def one_round_trip_each(store, recs: list) -> None:
     added_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     for r in recs:
         store.client.hset(store.key_for(r.label, r.id), mapping={
-            "vector": np.asarray(r.vector, dtype=np.float32).tobytes(), "tag": r.label, "label": r.label,
+            "vector": np.asarray(r.vector, dtype=np.float32).tobytes(), "tag": r.model, "label": r.label,
             "source": r.source, "added_by": r.added_by, "added_at": added_at, "model": r.model})
 
 
@@ -53,7 +53,7 @@ def packed_writes(store, recs: list, chunk: int = 256) -> None:
     for start in range(0, len(recs), chunk):
         common.one_write(store.client, [(
             "HSET", store.key_for(r.label, r.id), "vector", np.asarray(r.vector, dtype=np.float32).tobytes(),
-            "tag", r.label, "label", r.label, "source", r.source, "added_by", r.added_by,
+            "tag", r.model, "label", r.label, "source", r.source, "added_by", r.added_by,
             "added_at", added_at, "model", r.model) for r in recs[start:start + chunk]])
 
 
