@@ -214,3 +214,11 @@ def test_exemplars_page_offers_adopt_and_asks_first(app_env, image_folder, tiny_
     assert "built by fastapi-vss's tools" not in texts(at)
     assert {m.label: m.value for m in at.metric}["Exemplars"] == str(len(paths))
     assert client.hget(sorted(client.keys("doc:circles:*"))[0], "label") == b"circles"
+
+
+def test_vectors_of_another_model_added_to_a_vss_index_are_refused_on_attach(project, embedder, redis_client):
+    store = open_store(project, embedder.dim)
+    vector = np.ones(embedder.dim, np.float32).tobytes()
+    redis_client.hset("doc:kelp:1", mapping={"vector": vector, "tag": "google/vit-base-patch16-224"})
+    with pytest.raises(IndexMismatch, match="two models.*google/vit-base-patch16-224"):
+        VectorStore(redis_client, store.schema).ensure_index(embedder.dim, project.model)

@@ -176,10 +176,23 @@ def tag_models(index) -> list[str]:
     return models
 
 
+def _tags_other_than(index, model: str) -> list[str]:
+    """Model names in ``tag`` other than ``model`` (an index query, not a pass over every document)."""
+    reply = index.client.execute_command("FT.SEARCH", index.index_name, f"-@{TAG}:{{{escape_tag(model)}}}",
+                                         "RETURN", 1, TAG, "LIMIT", 0, 10, "DIALECT", 2)
+    found = []
+    for key, flat in zip(reply[1::2], reply[2::2]):
+        tag = as_pairs(flat).get(TAG, "")
+        if tag and tag != index.split_key(as_text(key))[0]:
+            found.append(tag)
+    return found
+
+
 def check_models(index, model: str | None, recorded: str | None = None) -> None:
     """``IndexMismatch`` when the index holds vectors of two models, or of another model than ``model``."""
     where = f"Redis index '{index.index_name}'"
-    found = list(dict.fromkeys(([recorded] if recorded else []) + tag_models(index)))
+    others = _tags_other_than(index, recorded) if recorded else tag_models(index)
+    found = list(dict.fromkeys(([recorded] if recorded else []) + others))
     distinct = []
     for name in found:
         if not any(same_model(name, other) for other in distinct):
