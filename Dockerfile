@@ -26,14 +26,16 @@ WORKDIR /app
 COPY requirements.txt .
 # torch first, from the CPU (or CUDA) wheel index; the rest from PyPI.
 RUN pip install "torch==$(sed -n 's/^torch==//p' requirements.txt)" --index-url "${TORCH_INDEX}" \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt "setuptools>=70.1"
 
-COPY app.py ./
+COPY app.py api.py pyproject.toml ./
 COPY .streamlit/ .streamlit/
 COPY pages/ pages/
 COPY ui/ ui/
 COPY vss_core/ vss_core/
 COPY config/ config/
+# The `vss` command (docker run vss vss projects); the REST API: docker run vss uvicorn api:app --host 0.0.0.0
+RUN pip install --no-deps --no-build-isolation -e .
 
 RUN useradd --create-home --uid 1000 vss && mkdir -p /data && chown vss /data
 USER vss

@@ -1,7 +1,9 @@
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +183,72 @@ def test_predict_with_no_exemplars_says_so_before_starting(run, cli_env, image_f
     connect_store(load_projects().get("plankton")).client.flushall()
     code, _, err = run("predict", "plankton", image_folder)
     assert code == 1 and "is empty: load labeled exemplars" in err and err.count("\n") == 1
+
+
+# -- the `vss` command, `make test`, CI and the Docker image --------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_vss_command_is_installed_and_exits_with_the_command_s_code(cli_env, tmp_path):
+    _, env = cli_env
+    vss = Path(sys.executable).parent / "vss"
+    assert vss.is_file(), f"{vss} is missing: `make test` installs it (pip install -e .)"
+    done = subprocess.run([str(vss), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: vss") and "projects" in done.stdout
+    done = subprocess.run([str(vss), "stats", "nope"], cwd=tmp_path, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.splitlines()) == (1, ["error: no project named 'nope' (known: plankton)"])
+
+
+def _make(*args: str, user: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*user, "make", "-f", str(REPO / "Makefile"), "-C", str(REPO), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_make_test_installs_chromium_first_when_it_is_missing():
+    missing = _make("-n", "test", "CHROMIUM=/nonexistent/chromium").stdout
+    assert "apt-get install -y -qq chromium" in missing
+    assert missing.index("apt-get install") < missing.index("-m pytest")
+    present = _make("-n", "test", f"CHROMIUM={sys.executable}").stdout
+    assert "apt-get" not in present and "-m pytest" in present
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_make_test_without_root_says_how_to_install_chromium():
+    done = _make("/nonexistent/chromium", "CHROMIUM=/nonexistent/chromium",
+                 user=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+    assert done.returncode != 0 and "apt-get" not in done.stdout
+    assert "sudo apt-get install chromium" in done.stderr and "/nonexistent/chromium" in done.stderr
+
+
+def test_ci_runs_every_test_with_ci_true():
+    lines = (REPO / ".ci" / "run").read_text().splitlines()
+    assert "export CI=true" in lines and lines.index("export CI=true") < lines.index("make test")
+
+
+def _local_imports(source: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {f"{n}.py" if (REPO / f"{n}.py").is_file() else n for n in names
+            if (REPO / n).is_dir() or (REPO / f"{n}.py").is_file()}
+
+
+def test_the_docker_image_holds_everything_the_app_the_api_and_vss_import():
+    copied = set()
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied |= {word.rstrip("/") for word in line.split()[1:-1]}
+    sources = [REPO / "app.py", REPO / "api.py"]
+    for folder in ("pages", "ui", "vss_core"):
+        sources += sorted((REPO / folder).glob("*.py"))
+    needed = {"app.py", "api.py", "pyproject.toml", "pages", "config", ".streamlit"}
+    for source in sources:
+        needed |= _local_imports(source)
+    assert needed <= copied, f"the Dockerfile does not copy {sorted(needed - copied)}"
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()}
+    assert not needed & ignored

@@ -6,6 +6,7 @@ decision made before the kill is lost."""
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ N_IMAGES = 1500
 
 
 @pytest.fixture
-def world(tmp_path, tiny_vit_dir, image_folder):
+def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     """A project on its own embedded server with exemplars, 20 predicted images, 3 decisions made."""
     from vss_core.config import load_projects
     from vss_core.decisions import Change, open_decisions
@@ -43,7 +44,8 @@ def world(tmp_path, tiny_vit_dir, image_folder):
                                    f"  data_roots: [{tmp_path}]\n")
     env = {**os.environ, "CONFIG_PATH": str(config), "VSS_DATA_DIR": str(tmp_path / "data"), "BATCH_SIZE": "1",
            "HF_HUB_OFFLINE": "1"}
-    os.environ.update({k: env[k] for k in ("CONFIG_PATH", "VSS_DATA_DIR")})
+    for name in ("CONFIG_PATH", "VSS_DATA_DIR"):
+        monkeypatch.setenv(name, env[name])
     project = load_projects(config).get("f")
     embedder = Embedder(str(tiny_vit_dir), device="cpu", batch_size=8)
     d = open_decisions(project, embedder.dim)
@@ -84,14 +86,9 @@ def test_redis_killed_mid_prediction_then_resumed(world):
     _wait_pool(d, 100, proc)
     os.kill(_redis_pid(project), signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
-    assert "Traceback" not in out, out[-2000:]
-    if proc.returncode != 0:  # it reported the fault: one line, then a rerun resumes
-        assert out.strip().splitlines()[-1].startswith("error: "), out[-2000:]
-        again = subprocess.run([sys.executable, "-m", "vss_core", "predict", "f", str(images)], cwd=REPO, env=env,
-                               capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, again.stderr[-2000:]
-    else:  # it rode through: the embedded server was restarted from its AOF under the job
-        assert f"predicted {N_IMAGES - 20}, skipped 20" in out or "skipped" in out
+    # it rides through: its next command restarts the embedded server from its AOF under the job
+    assert proc.returncode == 0, out[-2000:]
+    assert f"predicted {N_IMAGES - 20}, skipped 20 (already in the pool), failed 0" in out, out[-2000:]
     d2 = open_decisions(project, embedder.dim)
     assert d2.pool.info().count == N_IMAGES  # every image once: ids come from content
     assert len(d2.pool.ids(PoolFilter())) == N_IMAGES
@@ -101,7 +98,6 @@ def test_redis_killed_mid_prediction_then_resumed(world):
 def test_redis_killed_mid_mining_then_rerun(world):
     from vss_core import mining_jobs
     from vss_core.decisions import open_decisions
-    from vss_core.errors import VSSError
     from vss_core.predict import collect_images, predict_paths
 
     project, embedder, d, images, env, decided = world
@@ -113,22 +109,24 @@ def test_redis_killed_mid_mining_then_rerun(world):
         from vss_core.decisions import open_decisions
         from vss_core import mining_jobs, search_index
         mining_jobs.CHUNK = 5
+        class Progress:
+            def set_total(self, total, *args, **kwargs): pass
+            def advance(self, n=1, *args, **kwargs): print("chunk", flush=True)
         d = open_decisions(load_projects().get("f"), {embedder.dim})
-        print("scored", mining_jobs.score_anomaly(d, "", 10), flush=True)
+        print("scored", mining_jobs.score_anomaly(d, "", 10, progress=Progress()), flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     key = d.layout.scores_key(mining_jobs.ANOMALY)
-    time.sleep(0.5)
+    with selectors.DefaultSelector() as output:  # the first of its 300 chunks is scored
+        output.register(proc.stdout, selectors.EVENT_READ)
+        assert output.select(60) and proc.stdout.readline() == "chunk\n"
     os.kill(_redis_pid(project), signal.SIGKILL)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0 or "scored" in out
-    assert "RedisUnavailable" in out or "unreachable" in out or "scored" in out, out[-2000:]
+    # it rides through: its next command restarts the embedded server from its AOF
+    assert proc.returncode == 0 and out.splitlines()[-1] == f"scored {N_IMAGES}", out[-2000:]
     d2 = open_decisions(project, embedder.dim)
-    try:
-        assert mining_jobs.score_anomaly(d2, "", 10) == N_IMAGES
-    except VSSError as exc:  # pragma: no cover - a clear error is the only other acceptable outcome
-        pytest.fail(f"rerun failed: {exc}")
+    assert mining_jobs.score_anomaly(d2, "", 10) == N_IMAGES
     assert d2.client.zcard(key) == N_IMAGES
     _decisions_intact(d2, decided)
 
@@ -245,7 +243,7 @@ def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tin
                 pass
         with pytest.raises(VSSError) as failed:
             predict_paths(collect_images(images), embedder, d.exemplars, d.pool)
-        assert "No space left" in str(failed.value) or "MISCONF" in str(failed.value), failed.value
+        assert "No space left" in str(failed.value), failed.value
         with pytest.raises(VSSError, match="nothing was changed"):
             d.apply([Change(first.id, "accepted", None, first.version)], "ana")
         assert d.pool.get([first.id])[0].status == "predicted" and d.history(first.id) == []

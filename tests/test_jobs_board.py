@@ -27,9 +27,8 @@ def two_processes(redis_client):
 def slow(stop: threading.Event):
     def work(progress):
         progress.set_total(100)
-        while not progress.cancelled and not stop.is_set():
+        while not progress.cancelled and not stop.wait(0.01):
             progress.advance(1)
-            time.sleep(0.01)
         return {"loaded": 3}
     return work
 
@@ -74,9 +73,9 @@ def test_per_request_jobs_run_side_by_side(two_processes):
 def test_a_finished_result_is_readable_elsewhere_and_expires(two_processes, redis_client):
     a, b = two_processes
     job_id = a.start("knn", lambda p: {"filenames": ["x.png"]}, project="p1")
-    a.wait(job_id, 5)
-    assert wait_for(lambda: (b.get(job_id, project="p1") or a.get(job_id)).state == DONE)
-    assert b.get(job_id, project="p1").result == {"filenames": ["x.png"]}
+    assert a.wait(job_id, 5).state == DONE  # the final record is on the board before wait() returns
+    seen = b.get(job_id, project="p1")
+    assert (seen.state, seen.result) == (DONE, {"filenames": ["x.png"]})
     assert 0 < redis_client.ttl(jobboard.job_key(job_id)) <= jobboard.FINISHED_TTL_S
 
 
@@ -117,11 +116,11 @@ def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env,
     client = connect(project)
     connect_store(project).client.flushall()
     meta = {"source": "folder", "path": str(app_env.exemplars), "label": "folder exemplars", "added_by": "ann"}
-    JobBoard(client, "gamma").publish({"id": "deadbeef0001", "kind": "load", "project": "gamma", "state": "running",
-                                       "done": 5, "total": 18, "created_at": time.time(), "meta": meta},
-                                      finished=False)
+    board = JobBoard(client, "gamma")
+    board.publish({"id": "deadbeef0001", "kind": "load", "project": "gamma", "state": "running",
+                   "done": 5, "total": 18, "created_at": time.time(), "meta": meta}, finished=False)
     monkeypatch.setattr(jobboard, "STALE_S", 0.2)
-    time.sleep(0.3)
+    assert wait_for(lambda: JobBoard.stale(board.record("deadbeef0001")))  # its heartbeat is STALE_S old
     at = open_app("gamma", annotator="tester", page=EXEMPLARS)
     lines = [m.value for m in at.markdown if "**Load**" in m.value]
     assert lines and "folder exemplars by ann — interrupted" in lines[0]

@@ -76,8 +76,9 @@ def test_busy_server_is_reused_not_killed(server):
     other.ping_timeout = 0.1
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(server.client().eval, busy, 0)
-        time.sleep(0.1)
-        assert other._ping() == "busy"
+        deadline = time.monotonic() + 10
+        while other._ping() != "busy":  # until the script holds the server
+            assert not job.done() and time.monotonic() < deadline, "the script never held the server"
         other.start()
         job.result()
     assert other.pid == server.pid and server.running
@@ -135,11 +136,12 @@ def test_stale_socket_file_without_server(server):
 
 
 def test_start_failure_reports_log_tail(tmp_path, monkeypatch):
+    from vss_core import redis_server
+
     monkeypatch.setenv("VSS_REDISEARCH_MODULE", str(tmp_path / "missing.so"))
-    started = time.monotonic()
+    monkeypatch.setattr(redis_server, "START_TIMEOUT", 3600.0)  # the dead server is noticed, not waited out
     with pytest.raises(RedisUnavailable, match="missing.so"):
         EmbeddedRedis(tmp_path / "data").start()
-    assert time.monotonic() - started < 5
 
 
 def test_connect_restarts_a_stopped_server(tmp_path):
@@ -191,24 +193,43 @@ def test_connect_external_unreachable_hides_password():
     assert f"127.0.0.1:{port}" in str(info.value) and "s3cret-pw" not in str(info.value)
 
 
-@pytest.fixture
-def plain_tcp_redis(tmp_path):
-    """A redis-server without the search module, on a loopback port, with a password."""
+def _tcp_redis(folder: Path, *args: str):
+    """A redis-server on a free loopback port (``args`` added to its command line), once it answers."""
+    import redis
+
     from vss_core.redis_server import _binaries
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen([_binaries()[0], "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--requirepass", "right-pw", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--dir", str(folder), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while True:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             break
         except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "the test's redis-server did not start"
             time.sleep(0.02)
+    return port, proc
+
+
+@pytest.fixture
+def plain_tcp_redis(tmp_path):
+    """A redis-server without the search module, on a loopback port, with a password."""
+    port, proc = _tcp_redis(tmp_path, "--requirepass", "right-pw")
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def shared_search_redis(tmp_path):
+    """A Redis with the search module on a loopback port, as another tool set it up: ON_TIMEOUT RETURN."""
+    from vss_core.redis_server import _binaries
+
+    port, proc = _tcp_redis(tmp_path, "--loadmodule", _binaries()[1], "ON_TIMEOUT", "RETURN")
     yield port
     proc.terminate()
     proc.wait(10)
@@ -227,7 +248,15 @@ def test_connect_external_without_search_module(plain_tcp_redis):
         connect(project)
 
 
+def test_connect_leaves_an_external_server_s_timeout_policy_alone(shared_search_redis):
+    project = make_project(Path("/nonexistent"), host="127.0.0.1", port=shared_search_redis)
+    client = connect(project)
+    assert client.ping()
+    assert client.execute_command("FT.CONFIG", "GET", "ON_TIMEOUT")[0][1] == b"return"
+
+
 def test_connect_switches_return_policy_to_fail(redis_project, redis_client):
+    """On the embedded server (VSS's own; one started by an older VSS may still have RETURN)."""
     redis_client.execute_command("FT.CONFIG", "SET", "ON_TIMEOUT", "RETURN")
     try:
         client = connect(redis_project)

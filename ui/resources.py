@@ -10,6 +10,7 @@ resource -- the model and device, the Redis target -- never by a session.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from typing import Any
 
@@ -89,14 +90,33 @@ def _store(key: tuple, dim: int, algorithm: str, _project: ProjectConfig):
 
 def store_for(project: ProjectConfig, dim: int):
     """One VectorStore per (target, dimension), created or attached with the project's algorithm."""
-    return _store(target_key(project), dim, project.index_algorithm, project)
+    key = target_key(project)
+    _opened_on(key, (_store, (key, dim, project.index_algorithm)))
+    return _store(key, dim, project.index_algorithm, project)
+
+
+@st.cache_resource(show_spinner=False)
+def _opened() -> tuple[dict, threading.Lock]:
+    """Target key -> the (cached factory, its hashed arguments) made on that target, and its lock."""
+    return {}, threading.Lock()
+
+
+def _opened_on(key: tuple, entry: tuple) -> None:
+    made, lock = _opened()
+    with lock:
+        made.setdefault(key, set()).add(entry)
 
 
 def forget_target(project: ProjectConfig) -> None:
-    """Drop cached clients and stores (after the server went away) so the next call reconnects."""
-    _client.clear()
-    _store.clear()
-    _decisions.clear()
+    """Drop this project's cached client, stores and pools (after its server went away) so its
+    next call reconnects; other projects keep theirs."""
+    key = target_key(project)
+    _client.clear(key, project)
+    made, lock = _opened()
+    with lock:
+        opened = made.pop(key, set())
+    for factory, args in opened:
+        factory.clear(*args, project)
 
 
 class ResultsCache:
@@ -128,4 +148,6 @@ def _decisions(key: tuple, dim: int, _project: ProjectConfig):
 
 def decisions_for(project: ProjectConfig, dim: int):
     """One Decisions (exemplar store, pool, audit) per (target, dimension), shared by all sessions."""
-    return _decisions(target_key(project) + (project.promote,), dim, project)
+    key = target_key(project)
+    _opened_on(key, (_decisions, (key + (project.promote,), dim)))
+    return _decisions(key + (project.promote,), dim, project)

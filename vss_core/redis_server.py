@@ -20,12 +20,13 @@ user's redis-server serving this very socket (``SO_PEERCRED``); anything else is
 with :class:`RedisUnavailable`.
 
 Timeout policy: the search module is loaded with ``TIMEOUT 60000 ON_TIMEOUT FAIL``: a query
-is never cut short silently; one that runs past a minute fails with an error.  On an
-external server :func:`connect` tries to switch ``ON_TIMEOUT`` from ``return`` to ``fail``;
-the store checks KNN answers for completeness in any case.  Clients read with a socket
-timeout a little longer than the search timeout (``SOCKET_TIMEOUT``) and never resend a
-command that timed out, so a slow query ends as the server's timeout error or as
-``redis.TimeoutError``, never as a silent resend or a wait without end.
+is never cut short silently; one that runs past a minute fails with an error.  :func:`connect`
+switches an embedded server started by an older VSS from ``return`` to ``fail``; an external
+server's settings are left alone (other tools share it); the store checks KNN answers for
+completeness in any case.  Clients read with a socket timeout a little longer than the
+search timeout (``SOCKET_TIMEOUT``) and never resend a command that timed out, so a slow
+query ends as the server's timeout error or as ``redis.TimeoutError``, never as a silent
+resend or a wait without end.
 """
 
 from __future__ import annotations
@@ -339,7 +340,8 @@ def connect(project) -> redis.Redis:
     """A RESP2 client for ``project.redis``: the embedded server (started when needed) or
     ``host:port`` with ``password``.  ``RedisUnavailable`` names the target, never the password."""
     target = project.redis
-    if getattr(target, "embedded", target.host == "embedded"):
+    embedded = getattr(target, "embedded", target.host == "embedded")
+    if embedded:
         server = embedded_server(project.data_dir)
         where = server.describe()
         try:
@@ -350,7 +352,8 @@ def connect(project) -> redis.Redis:
         where = f"redis://{target.host}:{target.port}"
         client = _external(target.host, target.port, target.password)
     client = _check_search_module(client, f"project {project.name}: {where}", target.password)
-    _prefer_fail_on_timeout(client)
+    if embedded:
+        _prefer_fail_on_timeout(client)
     return client
 
 
@@ -380,7 +383,7 @@ def _check_search_module(client: redis.Redis, where: str, password: str | None) 
 
 
 def _prefer_fail_on_timeout(client: redis.Redis) -> None:
-    """Make the server fail timed-out queries instead of answering with partial results."""
+    """Make our embedded server fail timed-out queries instead of answering with partial results."""
     try:
         reply = client.execute_command("FT.CONFIG", "GET", "ON_TIMEOUT")
         policy = reply[0][1] if reply else b""
