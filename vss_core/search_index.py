@@ -8,8 +8,9 @@ hits than ``min(k, documents)`` (checked atomically against FT.INFO) raises ``Se
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import redis
@@ -22,6 +23,8 @@ from .schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
 DEFAULT_TIMEOUT_MS = 60_000
 DIST = "__dist"
 BATCH = 256
+SCAN_BATCH = 1000
+CURSOR_IDLE_MS = 300_000  # the search module's default CURSOR_MAX_IDLE
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,111 @@ class SearchIndex:
             if is_missing_index(exc):
                 return [0]
             raise SearchIncomplete(f"search in index '{self.index_name}' failed: {exc}") from exc
+
+    # -- full passes: every document, no limit ---------------------------------------------------
+    def scan(self, query: str = "*", fields: Sequence[str] = (),
+             batch: int = SCAN_BATCH) -> Iterator[list[tuple[str, dict[str, bytes | None]]]]:
+        """Every document ``query`` matches, each once, in lists of about ``batch`` (key, {field: raw value}).
+
+        There is no limit.  ``"*"`` walks the keys under the prefix (``SCAN MATCH``, which keeps no state on
+        the server, so a slow consumer loses nothing and a document updated meanwhile is still seen;
+        one deleted meanwhile is left out).  Another query reads an
+        ``FT.AGGREGATE ... WITHCURSOR`` to its end and then counts the query's matches: fewer seen (a
+        server timeout, a cursor idle past ``CURSOR_IDLE_MS``) raises ``SearchIncomplete``, never a short
+        answer.  A consumer that stops early closes the cursor.  Order: unspecified."""
+        fields = tuple(fields)
+        if query == "*":
+            return self._scan_keys(fields, max(1, int(batch)))
+        return self._scan_query(query, fields, max(1, int(batch)))
+
+    @guard
+    def fetch(self, keys: Sequence[str], fields: Sequence[str]) -> list[dict[str, bytes | None]]:
+        """The raw values of ``fields`` of each key (``None`` where absent, or the key is), in one pipeline."""
+        if not fields:
+            return [{} for _ in keys]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, fields)
+        return [dict(zip(fields, values)) for values in (pipe.execute() if keys else [])]
+
+    def _scan_keys(self, fields: tuple, batch: int):
+        seen: set[str] = set()
+        cursor, pending = None, []
+        while cursor != 0:
+            cursor, keys = self._scan_step(cursor or 0, batch)
+            fresh = [key for key in dict.fromkeys(keys) if key not in seen]
+            seen.update(fresh)
+            pending += self._present(fresh, fields)
+            while len(pending) >= batch or (pending and cursor == 0):
+                yield pending[:batch]
+                pending = pending[batch:]
+
+    @guard
+    def _present(self, keys: list[str], fields: tuple) -> list[tuple[str, dict]]:
+        """(key, values) of the keys still there: one holding none of ``fields`` is asked EXISTS."""
+        rows = list(zip(keys, self.fetch(keys, fields)))
+        empty = [key for key, values in rows if fields and all(v is None for v in values.values())]
+        if empty:
+            pipe = self.client.pipeline(transaction=False)
+            for key in empty:
+                pipe.exists(key)
+            gone = {key for key, n in zip(empty, pipe.execute()) if not n}
+            rows = [(key, values) for key, values in rows if key not in gone]
+        return rows
+
+    @guard
+    def _scan_step(self, cursor: int, batch: int) -> tuple[int, list[str]]:
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "*"
+        cursor, keys = self.client.scan(cursor, match=pattern, count=batch, _type="HASH")
+        return int(cursor), [as_text(key) for key in keys]
+
+    def _scan_query(self, query: str, fields: tuple, batch: int):
+        seen: set[str] = set()
+        rows, cursor = self._cursor("FT.AGGREGATE", self.index_name, query, "LOAD", 1 + len(fields), "@__key",
+                                    *(f"@{name}" for name in fields), "WITHCURSOR", "COUNT", batch,
+                                    "MAXIDLE", CURSOR_IDLE_MS, "TIMEOUT", self.timeout_ms, "DIALECT", 2)
+        try:
+            while True:
+                found = []
+                for row in rows:
+                    values = dict(zip(map(as_text, row[::2]), row[1::2]))
+                    key = as_text(values.get("__key"))
+                    if key and key not in seen:
+                        seen.add(key)
+                        found.append((key, {name: values.get(name) for name in fields}))
+                if found:
+                    yield found
+                if not cursor:
+                    break
+                rows, cursor = self._cursor("FT.CURSOR", "READ", self.index_name, cursor, "COUNT", batch)
+        finally:
+            if cursor:
+                self._close_cursor(cursor)
+        total = self._count(query)
+        if len(seen) < total:
+            raise SearchIncomplete(f"scanning index '{self.index_name}' for {query!r} saw {len(seen):,} of "
+                                   f"{total:,} documents (server timeout, or many changed meanwhile): run it again")
+
+    @guard
+    def _cursor(self, *command) -> tuple[list, int]:
+        try:
+            reply = self.client.execute_command(*command)
+        except redis.ResponseError as exc:
+            if is_missing_index(exc) and command[0] == "FT.AGGREGATE":
+                return [], 0
+            expired = " (its cursor expired: idle too long between batches)" if "not found" in str(exc).lower() else ""
+            raise SearchIncomplete(f"scanning index '{self.index_name}' failed{expired}: {exc}") from exc
+        return list(reply[0][1:]), int(reply[1])
+
+    @guard
+    def _count(self, query: str) -> int:
+        return int(self.search(query, "NOCONTENT", "LIMIT", 0, 0)[0])
+
+    def _close_cursor(self, cursor: int) -> None:
+        try:
+            self.client.execute_command("FT.CURSOR", "DEL", self.index_name, cursor)
+        except redis.RedisError:
+            pass  # expired or gone with the connection: nothing is left open
 
     def layout(self) -> IndexLayout:
         return self._cached or self._read_layout() or IndexLayout(None, None, "", "", TAG_SEPARATOR, True, 0)
