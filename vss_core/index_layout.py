@@ -55,6 +55,11 @@ def escape_tag(text: str) -> str:
     return _TAG_SPECIAL.sub(r"\\\1", text)
 
 
+def glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def is_missing_index(exc: Exception) -> bool:
     text = str(exc).lower()
     return "unknown index" in text or "no such index" in text

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .errors import IndexMismatch, InputError
-from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag
+from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag, glob_escape
 from .schema import LABEL, LAYOUT_VERSION, TAG
 
 BATCH = 1000
@@ -123,7 +123,7 @@ def backfill(index, step: str, read: tuple[str, ...], fields: Callable[[str, dic
     client, meta, name = index.client, index.schema.meta_key, f"cursor:{step}"
     cursor = int(as_text(client.hget(meta, name)) or 0)
     total, written = index.info().count, 0
-    match = _glob_escape(index.prefix) + "*"
+    match = glob_escape(index.prefix) + "*"
     while True:
         cursor, keys = client.scan(cursor, match=match, count=BATCH, _type="HASH")
         keys = [as_text(k) for k in keys]
@@ -217,10 +217,6 @@ def same_model(a: str, b: str) -> bool:
 
 def _is_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or os.sep in name and os.path.isdir(name)
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _now() -> str:

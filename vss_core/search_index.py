@@ -8,7 +8,6 @@ hits than ``min(k, documents)`` (checked atomically against FT.INFO) raises ``Se
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -16,8 +15,8 @@ import numpy as np
 import redis
 
 from .errors import IndexMismatch, SearchIncomplete, VSSError
-from .index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, guard, is_missing_index,
-                           read_layout, resp2, value_after)
+from .index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, glob_escape, guard,
+                           is_missing_index, read_layout, resp2, value_after)
 from .schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
 
 DEFAULT_TIMEOUT_MS = 60_000
@@ -298,7 +297,7 @@ class SearchIndex:
 
     @guard
     def _scan_step(self, cursor: int, batch: int) -> tuple[int, list[str]]:
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix) + "*"
+        pattern = glob_escape(self.prefix) + "*"
         cursor, keys = self.client.scan(cursor, match=pattern, count=batch, _type="HASH")
         return int(cursor), [as_text(key) for key in keys]
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 import redis
 
+from . import generation
 from .errors import IndexMismatch, SearchIncomplete, VSSError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
 from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
@@ -84,14 +85,17 @@ class VectorStore(SearchIndex):
         Returns how many were new: a record whose key someone else wrote meanwhile (two loads of one
         folder at once) is not counted, so each run reports what it actually added."""
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        new, chunk = 0, []
+        new, chunk, sent = 0, [], 0
         for record in records:
             chunk.append(self.hset_command(record, added_at))
+            sent += 1
             if len(chunk) == BATCH:
                 new += sum(1 for n in self.write(chunk) if n)
                 chunk = []
         if chunk:
             new += sum(1 for n in self.write(chunk) if n)
+        if sent:
+            generation.bump(self.client, self.index_name)  # the exemplar set changed: suggestions and scores age
         return new
 
     def hset_command(self, record: Record, added_at: str) -> tuple:
@@ -144,15 +148,9 @@ class VectorStore(SearchIndex):
 
     def _unlabeled_keys(self) -> list[str]:
         """Keys of the documents without a ``label`` field (fastapi-vss's tools write none)."""
-        try:
-            reply = self.client.execute_command(
-                "FT.AGGREGATE", self.index_name, "*", "LOAD", 2, "@__key", f"@{LABEL}",
-                "FILTER", f"!exists(@{LABEL})", "TIMEOUT", self.timeout_ms, "DIALECT", 2)
-        except redis.ResponseError as exc:
-            if is_missing_index(exc):
-                return []
-            raise
-        return [as_pairs(row)["__key"] for row in reply[1:]]
+        size = 4 * (self.layout().dim or 0)  # a hash the index refused (wrong dimension) is not an exemplar
+        return [key for rows in self.scan("*", (LABEL, VECTOR)) for key, values in rows
+                if values[LABEL] is None and values[VECTOR] is not None and len(values[VECTOR]) == size]
 
     @guard
     def delete_label(self, label: str) -> int:
@@ -161,6 +159,8 @@ class VectorStore(SearchIndex):
         deleted = 0
         for start in range(0, len(keys), _PAGE):
             deleted += self.client.delete(*keys[start:start + _PAGE])
+        if deleted:
+            generation.bump(self.client, self.index_name)
         return deleted
 
     @guard
@@ -209,17 +209,12 @@ class VectorStore(SearchIndex):
         return found
 
     def _keys_of(self, label: str) -> list[str]:
+        """Every key of ``label``: the index's answer where documents have the field, the keys' otherwise."""
         keys = []
         if LABEL in self.layout().fields:
-            query, offset = self._label_query(label), 0
-            while True:
-                reply = self.search(query, "NOCONTENT", "LIMIT", offset, _PAGE)
-                keys += [key for key in map(as_text, reply[1:]) if self.label_of(key) == label]
-                if len(reply) - 1 < _PAGE:
-                    break
-                offset += _PAGE
-        keys += [key for key in self._unlabeled_keys() if self.label_of(key) == label]
-        return keys
+            keys = [key for rows in self.scan(self._label_query(label)) for key, _ in rows
+                    if self.label_of(key) == label]
+        return keys + [key for key in self._unlabeled_keys() if self.label_of(key) == label]
 
     @guard
     def unlabeled_count(self) -> int:
