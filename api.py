@@ -5,6 +5,11 @@ with an ``{"error": ...}`` body; only malformed requests get 422), plus
 OpenAPI at ``/docs``, Prometheus at ``/metrics``, CORS from
 ``FASTAPI_VSS_CORS_ORIGINS`` and an optional bearer token from ``VSS_API_TOKEN``
 for the endpoints that start work.  Every endpoint is a thin call into vss_core.
+
+Limits a client meets (each with a 4xx answer saying which): the token is checked before a byte of
+the body is read (401); uploads are streamed, each file at most ``MAX_UPLOAD_BYTES`` (the cap VSS
+reads image files with; 413 as soon as one passes it), at most ``BATCH_SIZE`` files kept;
+``top_n`` at most ``MAX_TOP_N`` (400).
 """
 
 from __future__ import annotations
@@ -14,17 +19,21 @@ import hmac
 import logging
 import os
 import time
-from typing import List
 
-from fastapi import Depends, FastAPI, File, HTTPException, UploadFile, WebSocket, WebSocketDisconnect, status
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_fastapi_instrumentator import Instrumentator
+from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import parse_options_header
 
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import job_status
-from vss_core.service import Service, Upload, gpu_memory
+from vss_core.service import MAX_TOP_N, MAX_UPLOAD_BYTES, Service, Upload, gpu_memory, top_n_error
 
 log = logging.getLogger("vss.api")
 
@@ -63,14 +72,94 @@ def _invalid(project: str) -> dict | None:
     return None if project in service.projects else {"error": f"Invalid project name {project}"}
 
 
-def _too_many(files: list) -> dict | None:
-    if len(files) > service.batch_size:
+class UploadTooLarge(Exception):
+    """A file of the upload passed :data:`MAX_UPLOAD_BYTES`."""
+
+
+class _Files:
+    """Streaming multipart callbacks keeping the files of one form field, each capped, at most ``keep``
+    of them (the others are counted, not kept); other parts are skipped unread."""
+
+    def __init__(self, field: str, keep: int):
+        self.field, self.keep = field.encode(), keep
+        self.files: list[Upload] = []
+        self.count = 0
+        self._header, self._value, self._disposition = b"", b"", b""
+        self._name: str | None = None
+        self._data = bytearray()
+
+    def callbacks(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
+            "on_part_data", "on_part_end")}
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._name, self._data = b"", None, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header.lower() == b"content-disposition":
+            self._disposition = self._value
+        self._header, self._value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if options.get(b"name") == self.field and b"filename" in options:
+            self.count += 1
+            if self.count <= self.keep:
+                self._name = options[b"filename"].decode("utf-8", "replace") or f"file{self.count - 1}"
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._name is None:
+            return
+        if len(self._data) + end - start > MAX_UPLOAD_BYTES:
+            raise UploadTooLarge(f"{self._name}: over the cap of {MAX_UPLOAD_BYTES:,} bytes per file")
+        self._data += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._name is not None:
+            self.files.append(Upload(self._name, bytes(self._data)))
+        self._name, self._data = None, bytearray()
+
+
+async def _uploads(request: Request) -> list[Upload] | dict:
+    """The ``files`` of a multipart body, streamed and capped; fastapi-vss's error for too many files."""
+    kind, params = parse_options_header(request.headers.get("content-type", ""))
+    if kind != b"multipart/form-data" or not params.get(b"boundary"):
+        raise _missing_files()
+    files = _Files("files", service.batch_size)
+    parser = MultipartParser(params[b"boundary"], files.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "There was an error parsing the body") from None
+    if files.count > service.batch_size:
         return {"error": f"Images should be less than batch size {service.batch_size}"}
-    return None
+    if not files.files:
+        raise _missing_files()
+    return files.files
 
 
-async def _uploads(files: List[UploadFile]) -> list[Upload]:
-    return [Upload(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
+def _missing_files() -> RequestValidationError:
+    return RequestValidationError([{"type": "missing", "loc": ("body", "files"), "msg": "Field required",
+                                    "input": None}])
+
+
+_UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+
+
+@app.exception_handler(UploadTooLarge)
+async def _too_large(request: Request, exc: UploadTooLarge):
+    return JSONResponse({"error": str(exc)}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
 
 
 @app.get("/")
@@ -102,29 +191,37 @@ def ids(project: str):
         return {"error": f"Error getting ids: {e}"}
 
 
-@app.post("/knn/{top_n}/{project}", dependencies=[Depends(require_token)])
-async def knn(top_n: int, project: str, files: List[UploadFile] = File(...)):
+@app.post("/knn/{top_n}/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
+async def knn(top_n: int, project: str, request: Request):
     """Start a job finding each image's ``top_n`` nearest exemplars; poll it with /predict/job."""
-    refused = _invalid(project) or _too_many(files)
+    refused = _invalid(project)
     if refused:
         return refused
     if top_n < 1:
         return {"error": "Please provide a valid top_n value greater than 0"}
+    if top_n > MAX_TOP_N:
+        return JSONResponse({"error": top_n_error(top_n)}, status_code=status.HTTP_400_BAD_REQUEST)
+    uploads = await _uploads(request)
+    if isinstance(uploads, dict):
+        return uploads
     try:
-        job_id = await run_in_threadpool(service.start_knn, project, await _uploads(files), top_n)
+        job_id = await run_in_threadpool(service.start_knn, project, uploads, top_n)
     except VSSError as e:
         return {"error": f"Error predicting images: {e}"}
     return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}
 
 
-@app.post("/embed/{project}", dependencies=[Depends(require_token)])
-async def embed(project: str, files: List[UploadFile] = File(...)):
+@app.post("/embed/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
+async def embed(project: str, request: Request):
     """Start a job computing each image's embedding; poll it with /predict/job."""
-    refused = _invalid(project) or _too_many(files)
+    refused = _invalid(project)
     if refused:
         return refused
+    uploads = await _uploads(request)
+    if isinstance(uploads, dict):
+        return uploads
     try:
-        job_id = await run_in_threadpool(service.start_embed, project, await _uploads(files))
+        job_id = await run_in_threadpool(service.start_embed, project, uploads)
     except VSSError as e:
         return {"error": f"Error getting embeddings: {e}"}
     return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}

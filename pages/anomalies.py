@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import mining_view, state
+from ui.plain import md
 from vss_core import labelsheet, mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
@@ -48,4 +49,4 @@ if c2.button("Write CSV under output_path", key="anomaly_write"):
     try:
         st.success(f"Written: `{labelsheet.write_csv(d.pool, ctx.project.output_path, marked, name='anomalies')}`")
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))

@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from ui import gallery, inputs, jobview, resources, state
+from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import write_result
@@ -34,9 +35,9 @@ if submitted:
         if server_path.strip():
             inputs.add_server_path(queries, server_path, project)
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))
     if queries.problems:
-        st.warning("\n".join(f"- **{name}**: {reason}" for name, reason in queries.problems))
+        st.warning("\n".join(f"- **{md(name)}**: {md(reason)}" for name, reason in queries.problems))
     if not queries.sources:
         if not queries.problems and not server_path.strip():
             st.info("Upload images or give a server path, then press Search.")
@@ -55,7 +56,7 @@ if submitted:
                 (results, shown, took, project.name, saved))
         except VSSError as e:
             st.session_state.pop(RESULT_ID, None)
-            st.error(str(e))
+            st.error(md(e))
 
 entry = resources.results_cache().get(st.session_state.get(RESULT_ID))
 if entry is not None and entry[3] == project.name:

@@ -278,3 +278,114 @@ def test_a_job_started_over_rest_shows_in_the_apps_job_panel(app_env):
     at = open_app("gamma", page=SEARCH)
     shown = texts(at)
     assert "**KNN (REST)** 3 image(s), top 2" in shown and "— done" in shown
+
+
+# -- hostile clients, in process (FastAPI's TestClient, or the ASGI app driven chunk by chunk) -------------
+
+@pytest.fixture
+def app_module(tmp_path, monkeypatch, tiny_vit_dir):
+    """``api`` with a service over a one-project config (nothing connects until a job starts)."""
+    import api as api_module
+    from vss_core.service import Service
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / f"{PROJECT}.yaml").write_text(f"vss:\n  project: {PROJECT}\n  model: {tiny_vit_dir}\n  device: cpu\n")
+    monkeypatch.setenv("VSS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BATCH_SIZE", str(BATCH_SIZE))
+    monkeypatch.setattr(api_module, "service", Service(config))
+    return api_module
+
+
+def drive(app, path: str, headers: dict, chunks) -> tuple[int, dict, int]:
+    """POST ``chunks`` to the ASGI ``app`` one receive() at a time: (status, JSON body, chunks it read)."""
+    import asyncio
+
+    source, read, sent = iter(chunks), 0, []
+
+    async def receive():
+        nonlocal read
+        chunk = next(source, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        read += 1
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    asyncio.run(app(scope, receive, send))
+    status_code = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status_code, json.loads(body), read
+
+
+def multipart_chunks(file_bytes: int, chunk: int = 64 * 1024, name: str = "big.jpg"):
+    """A multipart body with one ``files`` part of ``file_bytes`` bytes, in ``chunk``-sized pieces."""
+    yield (f"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+           "Content-Type: image/jpeg\r\n\r\n").encode()
+    for start in range(0, file_bytes, chunk):
+        yield b"\xff" * min(chunk, file_bytes - start)
+    yield b"\r\n--xyz--\r\n"
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=xyz"}
+
+
+def test_a_wrong_token_is_refused_before_a_byte_of_the_body_is_read(app_module, monkeypatch):
+    monkeypatch.setenv("VSS_API_TOKEN", TOKEN)
+    for path in (f"/knn/3/{PROJECT}", f"/embed/{PROJECT}"):
+        for auth in ({}, {"Authorization": "Bearer nope"}):
+            status_code, body, read = drive(app_module.app, path, {**MULTIPART, **auth},
+                                            multipart_chunks(64 * 1024**2))
+            assert (status_code, read) == (401, 0), (path, auth, body)
+            assert body == {"detail": "Missing or wrong bearer token."}
+
+
+def test_an_upload_over_the_file_cap_is_refused_as_it_streams(app_module, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_UPLOAD_BYTES", 1024**2)
+    total_chunks = len(list(multipart_chunks(64 * 1024**2)))
+    for path in (f"/knn/3/{PROJECT}", f"/embed/{PROJECT}"):
+        status_code, body, read = drive(app_module.app, path, MULTIPART, multipart_chunks(64 * 1024**2))
+        assert status_code == 413 and body == {"error": "big.jpg: over the cap of 1,048,576 bytes per file"}
+        assert read <= 1024**2 // (64 * 1024) + 2 < total_chunks  # stopped at the cap, not at the end
+    from vss_core.images import MAX_FILE_BYTES
+    from vss_core.service import MAX_UPLOAD_BYTES
+
+    assert MAX_UPLOAD_BYTES == MAX_FILE_BYTES  # the cap every image file is read with
+
+
+def test_top_n_is_capped_with_a_clear_4xx_error(app_module):
+    from fastapi.testclient import TestClient
+
+    from vss_core.service import MAX_TOP_N, top_n_error
+
+    client = TestClient(app_module.app)
+    one = [("files", ("a.jpg", encode(label_image("circles", seed=1)), "image/jpeg"))]
+    response = client.post(f"/knn/{MAX_TOP_N + 1}/{PROJECT}", files=one)
+    assert response.status_code == 400
+    assert response.json() == {"error": f"top_n {MAX_TOP_N + 1:,} is more than {MAX_TOP_N:,}, "
+                                        "the most neighbours a request may ask for"}
+    assert client.post(f"/knn/1000000/{PROJECT}", files=one).status_code == 400
+    assert top_n_error(MAX_TOP_N) is None and top_n_error(0) is not None
+    assert client.post(f"/knn/3/{PROJECT}").status_code == 422  # no files: malformed, as before
+
+
+def test_finished_jobs_are_forgotten_after_their_ttl_not_after_a_count(app_module, monkeypatch):
+    from vss_core import jobs
+    from vss_core.service import RESULT_TTL_S
+
+    registry = app_module.service.registry
+    ids = [registry.start("knn", lambda p: {"ok": True}) for _ in range(2100)]
+    for job_id in ids:
+        registry.wait(job_id, 10)
+    registry.start("knn", lambda p: None)
+    assert all(registry.get(job_id) is not None for job_id in ids)  # 2,100 finished, none dropped by count
+    later = jobs.time.time() + RESULT_TTL_S + 1
+    monkeypatch.setattr(jobs.time, "time", lambda: later)
+    registry.jobs()
+    assert all(registry.get(job_id) is None for job_id in ids)

@@ -6,6 +6,7 @@ import json
 
 import streamlit as st
 
+from ui.plain import md
 from ui.thumbs import thumb_cache
 
 PAGE_SIZE = 40
@@ -14,7 +15,7 @@ PAGE_SIZE = 40
 def _vote_text(kind: str, vote) -> str:
     if vote is None:
         return f"{kind}: –"
-    return f"{kind}: **{vote.label}** ({vote.share:.0%})"
+    return f"{kind}: **{md(vote.label)}** ({vote.share:.0%})"
 
 
 def render_query(result, source, cache) -> None:
@@ -22,10 +23,10 @@ def render_query(result, source, cache) -> None:
         left, right = st.columns([1, 5], vertical_alignment="top")
         with left:
             thumb = source if isinstance(source, bytes) else cache.for_path(source)
-            st.image(thumb, caption=result.filename, width=128)
+            st.image(thumb, caption=md(result.filename), width=128)
         with right:
             if result.error is not None:
-                st.error(f"{result.filename}: {result.error}")
+                st.error(f"{md(result.filename)}: {md(result.error)}")
                 return
             if not result.neighbors:
                 st.warning("No exemplars in the index yet.")
@@ -33,7 +34,7 @@ def render_query(result, source, cache) -> None:
             st.markdown(f"Suggested {_vote_text('majority', result.majority)} · "
                         f"{_vote_text('score-weighted', result.weighted)}")
             st.image([cache.for_path(n.source) for n in result.neighbors],
-                     caption=[f"{n.label} · {n.score:.3f}" for n in result.neighbors],
+                     caption=[f"{md(n.label)} · {n.score:.3f}" for n in result.neighbors],
                      width=120)
 
 

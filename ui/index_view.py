@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import state
+from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core import migrations
 from vss_core.errors import VSSError
@@ -37,14 +38,14 @@ def _confirm(store) -> None:
     if not pending:
         return
     kind, _, target = pending.partition(":")
-    what = f"every exemplar labeled **{target}**" if kind == "label" else f"exemplar `{target}`"
+    what = f"every exemplar labeled **{md(target)}**" if kind == "label" else f"exemplar {md(target)}"
     with st.container(border=True):
         st.warning(f"Delete {what}? This cannot be undone.", icon=":material/delete_forever:")
         yes, no = st.columns(2)
         if yes.button("Yes, delete", type="primary", key="confirm_yes"):
             st.session_state.pop(CONFIRM, None)
             if kind == "label":
-                st.toast(f"Deleted {store.delete_label(target)} exemplar(s) labeled {target}.")
+                st.toast(f"Deleted {store.delete_label(target)} exemplar(s) labeled {md(target)}.")
             else:
                 st.toast("Deleted." if store.delete(target) else "It was already gone.")
             st.rerun()
@@ -65,13 +66,13 @@ def browse(store, counts: dict[str, int]) -> None:
     page = right.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page_{label}")
     exemplars = store.exemplars(label, offset=(page - 1) * BROWSE_PAGE, limit=BROWSE_PAGE)
     cache = thumb_cache()
-    st.caption(f"{counts.get(label, 0):,} exemplars labeled **{label}**")
+    st.caption(f"{counts.get(label, 0):,} exemplars labeled **{md(label)}**")
     if exemplars:
         st.image([cache.for_path(e.source) for e in exemplars],
-                 caption=[f"{e.id[:8]} · {e.added_by or '?'}" for e in exemplars], width=110)
+                 caption=[md(f"{e.id[:8]} · {e.added_by or '?'}") for e in exemplars], width=110)
     can_write = state.require_annotator("delete exemplars")
     a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
-    if a.button(f"Delete label '{label}'…", disabled=not can_write, key="ask_delete_label",
+    if a.button(f"Delete label '{md(label)}'…", disabled=not can_write, key="ask_delete_label",
                 icon=":material/delete:"):
         st.session_state[CONFIRM] = f"label:{label}"
     keys = {e.key: f"{e.id[:10]} — {e.source}" for e in exemplars}
@@ -125,4 +126,4 @@ def render(store, model: str = "") -> None:
         counts = overview(store)
         browse(store, counts)
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))

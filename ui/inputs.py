@@ -11,11 +11,21 @@ import streamlit as st
 from vss_core.config import ProjectConfig
 from vss_core.errors import InputError, PathNotAllowed, VSSError
 from vss_core.loader import content_id
-from vss_core.paths import name_text, resolve_under_roots
+from vss_core.paths import checked_path, name_text, resolve_under_roots
 from vss_core.predict import collect_images
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
 MAX_QUERIES = 500
+
+
+def uploads_dir(project: ProjectConfig) -> Path:
+    """Where the app keeps uploaded files of ``project`` (named by content, private to the owner)."""
+    return project.data_dir / "uploads"
+
+
+def readable_roots(project: ProjectConfig) -> tuple[Path, ...]:
+    """The folders whose files the app may read and show: the data roots and the uploads folder."""
+    return (*project.data_roots, uploads_dir(project))
 
 
 def upload_cap_bytes() -> int:
@@ -68,7 +78,7 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
     """A file, or every file of a folder and its sub-folders; non-images are named and skipped."""
     path = resolve_server_path(text, project)
     if path.is_file():
-        out.add(str(path), name_text(path.name))
+        out.add(checked_path(path, project.data_roots), name_text(path.name))
         return
     if not path.is_dir():
         raise VSSError(f"Server path '{text}' is neither a regular file nor a folder.")
@@ -77,10 +87,16 @@ def add_server_path(out: Sources, text: str, project: ProjectConfig) -> None:
     except InputError:
         raise VSSError(f"Folder '{text}' has no files.") from None
     for p in files:
+        name = name_text(str(p.relative_to(path)))
+        try:  # a symlink in the folder may lead out of the roots; the check holds again when it is read
+            source = checked_path(p, project.data_roots)
+        except PathNotAllowed:
+            out.problems.append((name, "skipped: it leads outside the project's data roots"))
+            continue
         if _is_image_name(p.name):
-            out.add(str(p), name_text(str(p.relative_to(path))))
+            out.add(source, name)
         else:
-            out.problems.append((name_text(p.name), "skipped: not an image file"))
+            out.problems.append((name, "skipped: not an image file"))
 
 
 def save_upload(data: bytes, name: str, folder: Path) -> Path:

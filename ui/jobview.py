@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import resources
+from ui.plain import md
 from vss_core.jobs import CANCELLED, DONE, FAILED, INTERRUPTED
 
 POLL_S = 0.5
@@ -36,25 +37,28 @@ def progress_text(snap) -> str:
         parts.append(f"ETA {fmt_duration(snap.eta_s)}")
     else:
         parts.append(f"took {fmt_duration(snap.elapsed_s)}")
-    if snap.errors:
-        parts.append(f"{len(snap.errors)} error{'s' if len(snap.errors) != 1 else ''}")
+    if snap.error_count:
+        parts.append(f"{snap.error_count:,} error{'s' if snap.error_count != 1 else ''}")
     return " · ".join(parts)
 
 
 def render_snapshot(snap, on_resume=None) -> None:
     """One job: what it loads, a bar with done / total, rate and ETA, errors, controls."""
     with st.container(border=True):
-        who = f" by {snap.meta.get('added_by')}" if snap.meta.get("added_by") else ""
-        where = f" (in {snap.owner})" if snap.owner else ""
-        head = f"**{kind_text(snap.kind)}** {snap.meta.get('label', '')}{who} — {snap.state}{where}"
+        who = f" by {md(snap.meta.get('added_by'))}" if snap.meta.get("added_by") else ""
+        where = f" (in {md(snap.owner)})" if snap.owner else ""
+        head = f"**{kind_text(snap.kind)}** {md(snap.meta.get('label', ''))}{who} — {snap.state}{where}"
         st.markdown(f"{_ICONS.get(snap.state, ':material/sync:')} {head}")
         st.progress(snap.fraction or 0.0, text=progress_text(snap))
         if snap.message:
-            st.caption(snap.message)
+            st.caption(md(snap.message))
         if snap.state == FAILED:
-            st.error(snap.message or "The job failed.")
-        if snap.errors:
-            with st.expander(f"{len(snap.errors)} file(s) failed", expanded=not snap.active):
+            st.error(md(snap.message or "The job failed."))
+        if snap.error_count:
+            with st.expander(f"{snap.error_count:,} file(s) failed", expanded=not snap.active):
+                if snap.error_count > len(snap.errors):
+                    st.caption(f"The first {len(snap.errors):,} are shown; all of them are in "
+                               f"{md(snap.errors_file or 'the job log')}.")
                 st.dataframe([{"file": f, "reason": r} for f, r in snap.errors],
                              hide_index=True, width="stretch")
         registry = resources.job_registry()

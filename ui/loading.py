@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import inputs, resources, state
+from ui.plain import md
 from vss_core import loader, runner
 from vss_core.errors import VSSError
 
@@ -59,7 +60,7 @@ def form(ctx, busy: bool) -> None:
                 raise VSSError(f"{upload.name}: over the upload cap of "
                                f"{inputs.upload_cap_bytes() // 2**20} MB.")
             path = str(inputs.save_upload(upload.getvalue(), upload.name,
-                                          project.data_dir / "uploads"))
+                                          inputs.uploads_dir(project)))
         else:
             if not (text or "").strip():
                 raise VSSError("Give a server path first.")
@@ -68,4 +69,4 @@ def form(ctx, busy: bool) -> None:
         start(ctx, source, path)
         st.rerun()
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))

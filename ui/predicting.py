@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import inputs, resources, state
+from ui.plain import md
 from vss_core import predict, runner
 from vss_core.errors import VSSError
 
@@ -62,7 +63,7 @@ def form(ctx, decisions, busy: bool) -> None:
         if source == "upload":
             if not files:
                 raise VSSError("Choose images to upload first.")
-            saved = [inputs.save_upload(f.getvalue(), f.name, project.data_dir / "uploads") for f in files]
+            saved = [inputs.save_upload(f.getvalue(), f.name, inputs.uploads_dir(project)) for f in files]
             start(ctx, decisions, source, None, top_n, saved, [f.name for f in files])
         else:
             if not (text or "").strip():
@@ -70,4 +71,4 @@ def form(ctx, decisions, busy: bool) -> None:
             start(ctx, decisions, source, str(inputs.resolve_server_path(text, project)), top_n)
         st.rerun()
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import resources, state
+from ui.plain import md
 from vss_core.config import ProjectConfig
 from vss_core.errors import VSSError
 from vss_core.sizing import index_advice
@@ -15,7 +16,7 @@ def render() -> None:
         try:
             project_set = resources.projects()
         except VSSError as e:  # e.g. a bad BATCH_SIZE: no project can load
-            st.error(f"Configuration error: {e}")
+            st.error(f"Configuration error: {md(e)}")
             return
         names = sorted(project_set.projects)
         state.init_from_url(names)
@@ -28,7 +29,7 @@ def render() -> None:
             with st.expander(f":material/warning: {n} config file{'s' if n > 1 else ''} with errors",
                              expanded=not names):
                 for error in project_set.errors:
-                    st.error(str(error))
+                    st.error(md(error))
         _annotator()
         state.sync_to_url()
         project = state.current_project()
@@ -60,7 +61,7 @@ def _annotator() -> None:
         return
     name = str(st.user.get("name") or st.user.get("email") or st.user.get("sub") or "").strip()
     st.session_state[state.ANNOTATOR] = name
-    st.markdown(f"**Annotator** {name} (signed in)")
+    st.markdown(f"**Annotator** {md(name)} (signed in)")
     st.button("Sign out", on_click=st.logout, key="sign_out", type="tertiary", icon=":material/logout:")
 
 
@@ -68,7 +69,7 @@ def _status(project: ProjectConfig) -> None:
     st.divider()
     st.caption("STATUS")
     if project.notice:
-        st.warning(project.notice, icon=":material/cloud_off:")
+        st.warning(md(project.notice), icon=":material/cloud_off:")
     redis_line = f"**Redis** {project.redis.describe()}"
     try:
         resources.client_for(project).ping()
@@ -79,7 +80,7 @@ def _status(project: ProjectConfig) -> None:
         resources.forget_target(project)
     st.markdown(f"{redis_line} · {':green[answers]' if redis_ok else ':red[does not answer]'}")
     if not redis_ok:
-        st.caption(str(redis_error))
+        st.caption(md(redis_error))
     device = project.device
     count, advice = "–", None
     try:

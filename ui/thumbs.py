@@ -18,7 +18,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from ui.lru import LRU
-from vss_core.paths import text_path
+from vss_core.errors import PathNotAllowed
+from vss_core.paths import checked_path, text_path
 
 THUMB_PX = 160
 _BACKGROUND = (238, 240, 243)
@@ -65,7 +66,20 @@ def favicon() -> Image.Image:
     return img
 
 
-def make_thumbnail(source: str | bytes, px: int = THUMB_PX) -> bytes:
+def current_roots() -> tuple | None:
+    """The folders whose images this session's project may show (none without a project); None
+    outside a Streamlit script run (a tool or test calling in, no user): files are not root-checked."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from ui import inputs, state
+
+    if get_script_run_ctx() is None:
+        return None
+    project = state.current_project()
+    return inputs.readable_roots(project) if project is not None else ()
+
+
+def make_thumbnail(source: str | os.PathLike | bytes, px: int = THUMB_PX) -> bytes:
     """Decode ``source`` (a path or bytes), fit it in a px square and encode as JPEG."""
     from vss_core.images import decode
 
@@ -91,16 +105,22 @@ class ThumbCache:
         self._items.put(key, data)
         return data
 
-    def for_path(self, path: str | os.PathLike | None) -> bytes:
+    def for_path(self, path: str | os.PathLike | None, roots=None) -> bytes:
+        """The thumbnail of a file under ``roots`` (default: the current project's readable roots, see
+        :func:`current_roots`), checked again when it is read; a placeholder for anything else."""
         if not path:
             return placeholder("no source", self.px)
-        path = text_path(os.fspath(path))  # stored sources of non-UTF-8 names are file:// URIs
-        try:
+        roots = current_roots() if roots is None else roots
+        try:  # stored sources of non-UTF-8 names are file:// URIs
+            path = text_path(os.fspath(path))
+            path = path if roots is None else checked_path(path, roots)
             st_ = os.stat(path)
+        except PathNotAllowed:
+            return placeholder("outside data roots", self.px)
         except OSError:
             return placeholder("file missing", self.px)
         key = ("path", os.fspath(path), st_.st_mtime_ns, st_.st_size)
-        return self._lookup(key, lambda: make_thumbnail(os.fspath(path), self.px))
+        return self._lookup(key, lambda: make_thumbnail(path, self.px))
 
     def for_bytes(self, data: bytes) -> bytes:
         key = ("bytes", hashlib.sha1(data).hexdigest())

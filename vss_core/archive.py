@@ -5,9 +5,11 @@ members that would land outside the target (absolute, ``..``, NUL), encrypted
 members, compression methods other than stored/deflate/bzip2/lzma, more than
 ``MAX_MEMBERS`` files, more than ``MAX_TOTAL_BYTES`` unpacked, a member or an
 archive that unpacks to more than ``MAX_RATIO`` times its packed size, and an
-archive with no files.  Members are streamed to disk in chunks (never read whole),
-each stops at its declared size, files are private to the owner (0600 in 0700
-folders), and a failed extraction removes what it wrote.
+archive with no files.  The archive is opened as a regular file of at most ``MAX_ZIP_BYTES``
+through :mod:`vss_core.paths` (a :class:`~vss_core.paths.CheckedPath` is checked against its
+roots when opened, so a zip swapped for a symlink leading elsewhere is never read).  Members are
+streamed to disk in chunks (never read whole), each stops at its declared size, files are private
+to the owner (0600 in 0700 folders), and a failed extraction removes what it wrote.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import InputError
+from .errors import FileRefused, InputError
+from .paths import open_regular_file
 
 MAX_MEMBERS = 100_000
 MAX_TOTAL_BYTES = 4 * 1024**3
+MAX_ZIP_BYTES = 4 * 1024**3
+"""Largest archive file read (its packed size)."""
 MAX_RATIO = 100
 RATIO_FLOOR_BYTES = 1024**2
 """Members smaller than this unpack freely (a tiny text file may compress 1000:1)."""
@@ -36,8 +41,8 @@ def extract_zip(zip_file: str | Path, into: str | Path, name: str | None = None)
     display = name or Path(zip_file).name
     target = Path(into)
     try:
-        with zipfile.ZipFile(zip_file) as archive:
-            members = _checked_members(archive, display, Path(zip_file).stat().st_size)
+        with open_regular_file(zip_file, MAX_ZIP_BYTES) as handle, zipfile.ZipFile(handle) as archive:
+            members = _checked_members(archive, display, os.fstat(handle.fileno()).st_size)
             target.mkdir(mode=0o700, parents=True)
             try:
                 for member, relative in members:
@@ -45,6 +50,8 @@ def extract_zip(zip_file: str | Path, into: str | Path, name: str | None = None)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
+    except FileRefused as exc:
+        raise InputError(f"{display}: {exc.reason}") from None
     except zipfile.BadZipFile as exc:
         raise InputError(f"{display}: not a readable zip file ({exc})") from None
     except (OSError, EOFError) as exc:

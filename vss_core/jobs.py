@@ -15,6 +15,10 @@ jobs with its own; a job whose owner died reads ``interrupted``.  Kinds in
 ``EXCLUSIVE_KINDS`` (load, predict, mine) run one at a time per project, across
 processes; other kinds -- the REST API's per-request knn and embed -- run side
 by side and are never refused.
+
+Per-item errors: a job's snapshot (and board record) holds the first ``ERROR_SAMPLE`` and the exact
+count; all of them go to ``<errors_dir>/job-errors/<job id>.jsonl`` (``errors_dir`` defaults to
+``VSS_DATA_DIR``).  Finished jobs are forgotten after ``finished_ttl_s`` and/or beyond ``keep_finished``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import redis
@@ -31,20 +36,21 @@ import redis
 from vss_core.errors import JobError, VSSError
 from vss_core.jobboard import JobBoard
 from vss_core.jobstate import (
-    ACTIVE_STATES, CANCELLED, DONE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
-    JobSnapshot, snapshot_of, to_record,
+    ACTIVE_STATES, CANCELLED, DONE, ERROR_SAMPLE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED,
+    RUNNING, JobSnapshot, remove_old_errors, snapshot_of, to_record,
 )
 from vss_core.jobstate import LiveJob as _Job
 
 __all__ = [
     "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",
-    "EXCLUSIVE_KINDS",
+    "EXCLUSIVE_KINDS", "ERROR_SAMPLE", "ERRORS_FOLDER",
     "JobCancelled", "JobSnapshot", "Progress", "JobRegistry",
 ]
 
 log = logging.getLogger(__name__)
 
 _RATE_WINDOW_S = 15.0
+ERRORS_FOLDER = "job-errors"
 
 
 class JobCancelled(Exception):
@@ -92,16 +98,16 @@ class Progress:
             job = self._job
             job.done += int(n)
             if new_errors:
-                job.errors = job.errors + new_errors
+                job.count_errors(new_errors)
             now = time.monotonic()
             job.samples.append((now, job.done))
             while len(job.samples) > 2 and now - job.samples[0][0] > _RATE_WINDOW_S:
                 job.samples.popleft()
+        self._job.log_errors(new_errors)
 
     def error(self, item: Any, reason: Any) -> None:
         """Record one per-item error without counting an item."""
-        with self._registry._lock:
-            self._job.errors = self._job.errors + ((str(item), str(reason)),)
+        self.advance(0, errors=((item, reason),))
 
     def message(self, text: str) -> None:
         with self._registry._lock:
@@ -124,14 +130,19 @@ class JobRegistry:
     ``result`` and the job is ``done`` (``cancelled`` if a cancel was asked
     for); a :class:`VSSError` makes it ``failed`` with the error's message as
     is, any other exception ``failed`` with the type name in front.
-    Finished jobs beyond ``keep_finished`` are forgotten, oldest first.
+    Finished jobs beyond ``keep_finished`` (None: no count) or finished more than ``finished_ttl_s``
+    ago (None: kept) are forgotten, oldest first.  A job's full error list goes to a file under
+    ``errors_dir`` (default ``VSS_DATA_DIR``).
     ``boards(project)`` gives the project's redis client for the job board (or
     None); it is only called from the threads that start or read jobs.
     """
 
-    def __init__(self, keep_finished: int = 50, boards: Callable[[str], Any] | None = None,
-                 heartbeat_s: float = 0.5):
+    def __init__(self, keep_finished: int | None = 50, boards: Callable[[str], Any] | None = None,
+                 heartbeat_s: float = 0.5, finished_ttl_s: float | None = None, errors_dir: Path | None = None):
         self._lock = threading.RLock()
+        self._finished_ttl_s = finished_ttl_s
+        self._errors_dir = Path(errors_dir) if errors_dir is not None else None
+        self._errors_cleaned = False
         self._jobs: dict[str, _Job] = {}
         self._order = itertools.count()
         self._seq: dict[str, int] = {}
@@ -148,6 +159,7 @@ class JobRegistry:
             raise JobError(f"Job '{kind}' cannot start: its worker is not callable.")
         job_id = uuid.uuid4().hex[:12]
         job = _Job(job_id, kind, project, meta)
+        job.errors_path = self._errors_folder() / f"{job_id}.jsonl"
         job.board = self.board(project)
         job.thread = threading.Thread(target=self._run, args=(job, fn), daemon=True,
                                       name=f"vss-job-{kind}-{job_id}")
@@ -211,6 +223,7 @@ class JobRegistry:
                 self._finish(job, DONE, result, None)
 
     def _finish(self, job: _Job, state: str, result: Any, message: str | None) -> None:
+        job.close_errors()
         with self._lock:
             job.state = state
             job.result = result
@@ -220,13 +233,26 @@ class JobRegistry:
         self._ended(job)
 
     def _prune(self) -> None:
-        finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
-        excess = len(finished) - self._keep_finished
-        if excess > 0:
-            finished.sort(key=lambda j: self._seq[j.id])
-            for j in finished[:excess]:
-                del self._jobs[j.id]
-                del self._seq[j.id]
+        finished = sorted((j for j in self._jobs.values() if j.state in FINAL_STATES), key=lambda j: self._seq[j.id])
+        excess = 0 if self._keep_finished is None else max(0, len(finished) - self._keep_finished)
+        if self._finished_ttl_s is not None:
+            cutoff = time.time() - self._finished_ttl_s
+            excess = max(excess, sum(1 for j in finished if (j.finished_at or 0) < cutoff))
+        for j in finished[:excess]:
+            del self._jobs[j.id]
+            del self._seq[j.id]
+
+    def _errors_folder(self) -> Path:
+        """Where jobs' error lists go; older ones are removed when it is first used."""
+        if self._errors_dir is None:
+            from vss_core.config import settings
+
+            self._errors_dir = settings().data_dir
+        folder = self._errors_dir / ERRORS_FOLDER
+        if not self._errors_cleaned:
+            self._errors_cleaned = True
+            remove_old_errors(folder)
+        return folder
 
     # -- the job board (other processes) ---------------------------------------
     def board(self, project: str | None) -> JobBoard | None:
@@ -314,6 +340,7 @@ class JobRegistry:
              active: bool | None = None) -> list[JobSnapshot]:
         """Snapshots of the jobs, newest first, optionally filtered; a project's include other processes'."""
         with self._lock:
+            self._prune()
             chosen = [j for j in self._jobs.values()
                       if (project is None or j.project == project)
                       and (kind is None or j.kind == kind)]

@@ -1,4 +1,8 @@
-"""The label sheet: one row per pool image, as CSV or fastapi-vss JSON, written under ``output_path``."""
+"""The label sheet: one row per pool image, as CSV or fastapi-vss JSON, written under ``output_path``.
+
+CSV cells a spreadsheet would run as a formula (text starting with ``= + - @``, a tab or CR: a
+label, a file name, an annotator's name) are written with a leading ``'`` (:func:`labels.csv_cell`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Iterator
 
 from .errors import VSSError
 from .fastapi_compat import fastapi_result, write_result
+from .labels import csv_cell
 from .pool import PoolFilter, PoolItem, PoolStore
 from .search_index import Neighbor
 
@@ -31,11 +36,12 @@ def items(pool: PoolStore, where: PoolFilter = PoolFilter()) -> Iterator[PoolIte
 
 
 def row(item: PoolItem) -> dict:
-    """One label-sheet row; ``score`` is the best cosine similarity of the label's neighbours."""
-    return {"path": item.source, "label": item.label, "score": f"{item.best:.6f}", "status": item.status,
-            "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
-            "uncertain": int(item.uncertain), "flag": item.flag, "annotator": item.annotator, "time": item.decided_at,
-            "model": item.model, "id": item.id}
+    """One label-sheet row (CSV-safe cells); ``score`` is the best cosine similarity of the label's neighbours."""
+    cells = {"path": item.source, "label": item.label, "score": f"{item.best:.6f}", "status": item.status,
+             "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
+             "uncertain": int(item.uncertain), "flag": item.flag, "annotator": item.annotator,
+             "time": item.decided_at, "model": item.model, "id": item.id}
+    return {name: csv_cell(value) for name, value in cells.items()}
 
 
 def to_csv(pool: PoolStore, where: PoolFilter = PoolFilter()) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 from .archive import extract_zip
 from .errors import FileRefused, InputError, PathNotAllowed
 from .images import MAX_FILE_BYTES
-from .paths import name_text, open_regular_file, path_text, read_regular_file, resolve_under_roots
+from .labels import validate_label
+from .paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
 from .store import Record
 
 CHUNK = 512
@@ -88,7 +90,7 @@ def files_under(folder: Path) -> list[Path]:
 
 def collect_csv(csv_file: str | Path) -> list[Item]:
     """Rows ``path,label[,id]`` (header optional); relative paths are relative to the CSV file."""
-    csv_path = Path(csv_file)
+    csv_path = _as_path(csv_file)
     rows = read_csv_rows(csv_path)
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
@@ -104,17 +106,20 @@ def collect_csv(csv_file: str | Path) -> list[Item]:
                              f"got {','.join(row)[:200]!r}")
         if any("\x00" in cell for cell in row):
             raise InputError(f"{path_text(csv_path)} line {line_no}: contains a NUL byte")
+        label = validate_label(row[1], f"{path_text(csv_path)} line {line_no}")
         path = Path(row[0].strip()).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
         given_id = row[2].strip() if len(row) > 2 and row[2].strip() else None
-        items.append(Item(path, row[1].strip(), given_id))
+        items.append(Item(path, label, given_id))
     if not items:
         raise InputError(f"{path_text(csv_path)}: no rows (expected path,label[,id])")
     return items
 
 
 def read_csv_rows(csv_path: Path) -> list[list[str]]:
-    """The rows of a UTF-8 CSV file (regular file, size-capped); InputError naming the file and line."""
+    """The rows of a UTF-8 CSV file (regular file, size-capped); InputError naming the file and line.
+
+    A quoted cell keeps its line breaks (a label check then refuses them; a path keeps them)."""
     shown = path_text(csv_path)
     try:
         text = read_regular_file(csv_path, MAX_CSV_BYTES).decode("utf-8-sig")
@@ -122,11 +127,15 @@ def read_csv_rows(csv_path: Path) -> list[list[str]]:
         raise InputError(f"cannot read CSV {exc}") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{shown}: cannot read CSV: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         return list(reader)
     except csv.Error as exc:
         raise InputError(f"{shown} line {reader.line_num}: {exc}") from None
+
+
+def _as_path(path: str | Path) -> Path:
+    return path if isinstance(path, Path) else Path(path)
 
 
 def collect_zip(zip_file: str | Path, into: str | Path, name: str | None = None) -> list[Item]:
@@ -165,11 +174,13 @@ def collected(source: str, path: str, roots: Sequence[Path]) -> Iterator[tuple[l
 
     A zip is extracted into a private folder beside it (checked whole first), removed when the block ends."""
     if source != "zip":
-        yield _split(collect_csv(path) if source == "csv" else collect_folder(path), roots)
+        base = checked_path(path, roots)
+        yield _split(collect_csv(base) if source == "csv" else collect_folder(base), roots)
         return
-    into = Path(tempfile.mkdtemp(prefix=".unzip-", dir=Path(path).parent))
+    archive = checked_path(path, (Path(path).parent,))  # the upload itself, not a link to elsewhere
+    into = Path(tempfile.mkdtemp(prefix=".unzip-", dir=archive.parent))
     try:
-        yield _split(collect_zip(path, into / "files", Path(path).name), (into,))
+        yield _split(collect_zip(archive, into / "files", archive.name), (into,))
     finally:
         shutil.rmtree(into, ignore_errors=True)
 
@@ -178,8 +189,7 @@ def _split(items: list[Item], allowed_roots) -> tuple[list[Item], list[tuple[str
     allowed, refused = [], []
     for item in items:
         try:
-            resolve_under_roots(item.path, allowed_roots)
-            allowed.append(item)
+            allowed.append(Item(checked_path(item.path, allowed_roots), item.label, item.id, item.source))
         except PathNotAllowed as exc:
             refused.append((path_text(item.path), str(exc)))
     return allowed, refused
@@ -239,7 +249,7 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
     _advance(progress, len(chunk) - len(todo), unreadable)
     if not todo:
         return
-    for batch in embedder.iter_embed([str(item.path) for _, item in todo]):
+    for batch in embedder.iter_embed([item.path for _, item in todo]):
         records = [_record(todo[index], vector, added_by, embedder)
                    for index, vector in zip(batch.ok, batch.vectors)]
         written = store.add(records)
@@ -256,8 +266,10 @@ def _load_chunk(chunk, embedder, store, added_by, progress, cancel, report: Load
 def _identify(chunk: Iterable[Item], store) -> tuple[list[tuple[str, Item]], list[tuple[str, str]]]:
     keyed, unreadable = [], []
     for item in chunk:
-        if not item.label.strip():
-            unreadable.append((path_text(item.path), "empty label (the label folder's name is blank)"))
+        try:
+            validate_label(item.label)
+        except InputError as exc:
+            unreadable.append((path_text(item.path), str(exc)))
             continue
         if item.id:
             keyed.append((store.key_for(item.label, item.id), item))
@@ -286,8 +298,9 @@ def file_id(path: Path) -> str:
 
 def _record(entry: tuple[str, Item], vector, added_by: str, embedder) -> Record:
     _, item = entry
+    where = item.path if isinstance(item.path, CheckedPath) and item.path.roots else item.path.resolve()
     return Record(label=item.label, id=item.id, vector=vector,
-                  source=item.source or path_text(item.path.resolve()), added_by=added_by,
+                  source=item.source or path_text(where), added_by=added_by,
                   model=getattr(embedder, "model_name", ""))
 
 

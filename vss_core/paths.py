@@ -10,12 +10,23 @@ A path a user may name lies under a project's data roots: one typed into the app
 of exemplars, a CSV, query images) is resolved -- ``..`` collapsed and every symlink followed -- and then has to lie
 under one of the configured ``vss.data_roots``.  Anything else is refused with
 :class:`~vss_core.errors.PathNotAllowed`, whose message names the path.
+
+The check holds at the moment a file is opened, not only when its name was checked:
+:func:`checked_path` gives a :class:`CheckedPath` (the resolved path bound to its roots), and
+every open of one through this module (:func:`open_checked`) opens the resolved path with
+``O_NOFOLLOW`` and then checks where the opened descriptor really is (``/proc/self/fd``; on
+systems without it, its device and inode against the path's).  A file swapped for a symlink, or a
+folder swapped for one leading out, after the check is refused with
+:class:`~vss_core.errors.FileRefused` and never read.  Readers (images, preprocessing, the
+loader's ids, thumbnails) pass such paths on unchanged, so the bytes decoded are the bytes checked.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import sys
 import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +35,10 @@ from typing import BinaryIO, Iterator, Iterable
 from vss_core.errors import FileRefused, PathNotAllowed
 
 __all__ = ["resolve_under_roots", "path_text", "text_path", "name_text", "open_regular_file",
-           "read_regular_file"]
+           "read_regular_file", "CheckedPath", "checked_path", "open_checked", "OUTSIDE_ROOTS"]
 
 _URI = "file://"
+OUTSIDE_ROOTS = "outside the project's data roots (a symbolic link or '..' leads out of them)"
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -68,29 +80,105 @@ def _checked(info: os.stat_result, max_bytes: int) -> str | None:
     return reason
 
 
+class CheckedPath(type(Path())):
+    """A resolved path bound to the data roots it was checked against (see :func:`checked_path`).
+
+    It is a ``Path`` (readers take it as one, worker processes get it pickled with its roots);
+    opening it through this module checks again that the opened file lies under ``roots``.
+    Paths derived from it (``parent``, ``/``) are plain, unchecked paths.
+    """
+
+    roots: tuple[Path, ...] = ()
+
+    def __new__(cls, *args, roots: Iterable[Path] = ()):
+        self = super().__new__(cls, *args)
+        self.roots = tuple(roots)
+        return self
+
+    if sys.version_info >= (3, 12):  # pathlib calls __init__ with the path segments there
+        def __init__(self, *args, roots: Iterable[Path] = ()):
+            super().__init__(*args)
+
+        def with_segments(self, *args):
+            return Path(*args)
+
+    def __reduce__(self):
+        return _rebuild, (os.fspath(self), self.roots)
+
+
+def _rebuild(text: str, roots: tuple) -> CheckedPath:
+    return CheckedPath(text, roots=roots)
+
+
+def checked_path(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> CheckedPath:
+    """``path`` resolved under ``roots`` (see :func:`resolve_under_roots`, which raises
+    :class:`PathNotAllowed`), bound to the resolved roots so that every open checks again."""
+    resolved, resolved_roots = _resolve(path, roots)
+    return CheckedPath(resolved, roots=tuple(resolved_roots))
+
+
+@contextmanager
+def open_checked(path: str | os.PathLike, roots: Iterable[str | os.PathLike], max_bytes: int) -> Iterator[BinaryIO]:
+    """Open a regular file of at most ``max_bytes`` that lies under ``roots`` when it is opened.
+
+    A path outside them (after every symlink) or one that changes into a symlink, or moves out,
+    between the check and the open is refused with :class:`FileRefused` before a byte is read."""
+    if not isinstance(path, CheckedPath) or not path.roots:
+        try:
+            path = checked_path(path, roots)
+        except PathNotAllowed:
+            raise FileRefused(path_text(path), OUTSIDE_ROOTS) from None
+    with open_regular_file(path, max_bytes) as handle:
+        yield handle
+
+
 @contextmanager
 def open_regular_file(path: str | os.PathLike, max_bytes: int) -> Iterator[BinaryIO]:
     """Open a regular file of at most ``max_bytes`` for reading; :class:`FileRefused` otherwise.
 
     The type and size are checked with ``stat`` before opening, and again on the open
     descriptor (opened non-blocking, so a file swapped for a FIFO cannot hang the open).
+    A :class:`CheckedPath` is opened without following a symlink, and the descriptor must
+    lie under its roots (see :func:`open_checked`).
     """
     name = path_text(path)
+    roots = path.roots if isinstance(path, CheckedPath) else ()
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if roots else 0)
     try:
-        reason = _checked(os.stat(path), max_bytes)
+        info = os.lstat(path) if roots else os.stat(path)
+        if roots and stat.S_ISLNK(info.st_mode):
+            raise FileRefused(name, OUTSIDE_ROOTS)
+        reason = _checked(info, max_bytes)
         if reason:
             raise FileRefused(name, reason)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise FileRefused(name, "file not found") from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name; ELOOP: now a symlink
+        if roots and getattr(exc, "errno", None) == errno.ELOOP:
+            raise FileRefused(name, OUTSIDE_ROOTS) from None
         raise FileRefused(name, f"cannot read file ({getattr(exc, 'strerror', None) or exc})") from None
     with os.fdopen(fd, "rb") as handle:
-        reason = _checked(os.fstat(fd), max_bytes)
+        opened = os.fstat(fd)
+        reason = _checked(opened, max_bytes) or (_escaped(fd, opened, path, roots) if roots else None)
         if reason:
             raise FileRefused(name, reason)
         os.set_blocking(fd, True)
         yield handle
+
+
+def _escaped(fd: int, opened: os.stat_result, path: CheckedPath, roots: tuple[Path, ...]) -> str | None:
+    """Why the open descriptor is not the checked file under ``roots`` (None when it is)."""
+    try:
+        where = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # no /proc: the descriptor must be the file the checked name names now
+        try:
+            now = os.stat(path)
+        except OSError:
+            return "file not found"
+        same = (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+        return None if same else OUTSIDE_ROOTS
+    return None if any(where == root or where.is_relative_to(root) for root in roots) else OUTSIDE_ROOTS
 
 
 def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
@@ -132,6 +220,11 @@ def resolve_under_roots(path: str | os.PathLike, roots: Iterable[str | os.PathLi
     Raises :class:`PathNotAllowed` naming the path when it is empty, when no
     roots are configured, or when it lies outside every root.
     """
+    return _resolve(path, roots)[0]
+
+
+def _resolve(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> tuple[Path, list[Path]]:
+    """(``path`` resolved under ``roots``, the resolved roots); see :func:`resolve_under_roots`."""
     text = _clean(path)
     if not text:
         raise PathNotAllowed("No server path given.")
@@ -163,7 +256,7 @@ def resolve_under_roots(path: str | os.PathLike, roots: Iterable[str | os.PathLi
             raise PathNotAllowed(f"Server path '{text}' cannot be resolved: {e}") from None
         for root in resolved_roots:
             if resolved == root or resolved.is_relative_to(root):
-                return resolved
+                return resolved, resolved_roots
 
     allowed = ", ".join(str(r) for r in resolved_roots)
     raise PathNotAllowed(

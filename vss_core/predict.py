@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from .errors import FileRefused, InputError, PathNotAllowed
 from .loader import file_id, files_under, read_csv_rows
-from .paths import name_text, path_text, resolve_under_roots
+from .paths import checked_path, name_text, path_text
 from .pool import PoolStore, Prediction
 from .search import vote
 from .store import VectorStore
@@ -58,7 +58,7 @@ def collect_images(folder: str | Path) -> list[Path]:
 
 def collect_paths_csv(csv_file: str | Path) -> list[Path]:
     """The first column of a CSV (header ``path`` optional); relative paths are relative to the CSV."""
-    csv_path = Path(csv_file)
+    csv_path = csv_file if isinstance(csv_file, Path) else Path(csv_file)
     rows = read_csv_rows(csv_path)
     if rows and rows[0] and rows[0][0].strip().lower() == "path":
         rows = rows[1:]
@@ -113,7 +113,7 @@ def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress,
     report.skipped += len(keyed) - len(todo)
     report.failed.extend(unreadable)
     _advance(progress, len(chunk) - len(todo), unreadable)
-    for batch in (embedder.iter_embed([str(path) for _, path, _ in todo]) if todo else ()):
+    for batch in (embedder.iter_embed([path for _, path, _ in todo]) if todo else ()):
         neighbor_lists = exemplars.knn(batch.vectors, top_n) if len(batch.ok) else []
         predictions = []
         for index, vector, neighbors in zip(batch.ok, batch.vectors, neighbor_lists):
@@ -134,8 +134,9 @@ def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress,
 def _identify(chunk) -> tuple[list[tuple[str, Path, str]], list[tuple[str, str]]]:
     keyed, unreadable = [], []
     for path, name in chunk:
+        path = path if isinstance(path, Path) else Path(path)
         try:
-            keyed.append((file_id(Path(path)), Path(path), name))
+            keyed.append((file_id(path), path, name))
         except FileRefused as exc:
             unreadable.append((path_text(path), f"cannot read file: {exc.reason}"))
     return keyed, unreadable
@@ -166,20 +167,27 @@ def predict_job(source: str, path: str | None, roots: Sequence[Path], embedder, 
 
 
 def _sources(source, path, roots, uploads, upload_names):
-    if source == "upload":
-        return list(uploads), list(upload_names) or [p.name for p in uploads], []
+    if source == "upload":  # saved by VSS under the project's data dir: each bound to its folder
+        names = list(upload_names) or [p.name for p in uploads]
+        kept = [_checked(p, (Path(p).parent,)) for p in uploads]
+        return ([c for c, _ in kept if c is not None], [n for (c, _), n in zip(kept, names) if c is not None],
+                [r for c, r in kept if c is None])
     if source not in ("folder", "csv"):
         raise InputError(f"unknown source {source!r} (folder, csv or upload)")
-    base = resolve_under_roots(path, roots)
+    base = checked_path(path, roots)
     candidates = collect_images(base) if source == "folder" else collect_paths_csv(base)
-    allowed, refused = [], []
-    for candidate in candidates:
-        try:
-            allowed.append(resolve_under_roots(candidate, roots))
-        except PathNotAllowed as exc:
-            refused.append((path_text(candidate), str(exc)))
+    kept = [_checked(candidate, roots) for candidate in candidates]
+    allowed = [c for c, _ in kept if c is not None]
     names = [_display(p, base if source == "folder" else None) for p in allowed]
-    return allowed, names, refused
+    return allowed, names, [r for c, r in kept if c is None]
+
+
+def _checked(path, roots) -> tuple[Path | None, tuple[str, str] | None]:
+    """(the path bound to ``roots``, None) or (None, (path, why it is refused))."""
+    try:
+        return checked_path(path, roots), None
+    except PathNotAllowed as exc:
+        return None, (path_text(path), str(exc))
 
 
 def _display(path: Path, base: Path | None) -> str:

@@ -17,17 +17,31 @@ from typing import Any, Sequence
 
 from vss_core.batching import Batcher
 from vss_core.config import ProjectConfig, load_projects, settings
-from vss_core.errors import JobError, VSSError
+from vss_core.errors import InputError, JobError, VSSError
 from vss_core.fastapi_compat import embed_result, write_result
+from vss_core.images import MAX_FILE_BYTES
 from vss_core.jobboard import FINISHED_TTL_S
 from vss_core.jobs import JobRegistry, JobSnapshot
 
-__all__ = ["Service", "Upload", "RESULT_TTL_S", "JOB_TIMEOUT_S"]
+__all__ = ["Service", "Upload", "RESULT_TTL_S", "JOB_TIMEOUT_S", "MAX_TOP_N", "MAX_UPLOAD_BYTES", "top_n_error"]
 
 # a finished job's result is gone after this (RQ's default result_ttl); VSS_RESULT_TTL_S overrides
 RESULT_TTL_S = float(os.environ.get("VSS_RESULT_TTL_S") or FINISHED_TTL_S)
 JOB_TIMEOUT_S = 120.0           # longest a request's batch may take before its job fails
 IDS_LIMIT = 100
+MAX_TOP_N = 1000
+"""Most neighbours one knn request may ask for per image (each poll returns them all)."""
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES
+"""Largest uploaded file: the cap every image file is read with."""
+
+
+def top_n_error(top_n: int) -> str | None:
+    """Why a knn request may not ask for ``top_n`` neighbours per image; None when it may."""
+    if top_n < 1:
+        return "Please provide a valid top_n value greater than 0"
+    if top_n > MAX_TOP_N:
+        return f"top_n {top_n:,} is more than {MAX_TOP_N:,}, the most neighbours a request may ask for"
+    return None
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,7 @@ class Service:
         self._engines: dict[str, _Engine] = {}
         self._embedders: dict[tuple, Any] = {}
         self._clients: dict[str, Any] = {}
-        self.registry = JobRegistry(keep_finished=2000, boards=self.client)
+        self.registry = JobRegistry(keep_finished=None, finished_ttl_s=RESULT_TTL_S, boards=self.client)
 
     # -- resources -----------------------------------------------------------
     def client(self, name: str):
@@ -99,6 +113,9 @@ class Service:
     # -- jobs ----------------------------------------------------------------
     def start_knn(self, name: str, uploads: Sequence[Upload], top_n: int) -> str:
         """Start a knn job for the uploads; its result is fastapi-vss's payload (see fastapi_compat)."""
+        problem = top_n_error(top_n)
+        if problem:
+            raise InputError(problem)
         engine = self.engine(name)
 
         def work(progress):
