@@ -1,4 +1,4 @@
-"""The Review page through AppTest: predict as a job, review with the buttons, bulk accept, undo,
+"""The Review page through AppTest: predict as a job, review with the buttons, bulk accept, undo, stale suggestions,
 conflicts between annotators, and the label sheet.  Each test starts from an empty project."""
 
 from __future__ import annotations
@@ -128,3 +128,60 @@ def test_label_sheet_download_matches_the_pool(app_env, clean_project):
     assert len(rows) == 6 and sum(r["status"] == "accepted" for r in rows) == 1
     at.button(key="write_sheet").click().run()
     assert "Written:" in texts(at)
+
+
+def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_project):
+    from vss_core.decisions import open_decisions
+    from vss_core.exemplar_review import ExemplarReview
+    from vss_core.pool import PoolFilter
+
+    at = predicted_page(app_env)
+    at.button(key="k_accept").click().run()
+    d = open_decisions(clean_project, 32)
+    accepted = d.pool.page(PoolFilter(statuses=("accepted",)))[1][0]
+    review = ExemplarReview(d)
+    assert review.relabel([accepted.exemplar], "audited label", "aud").applied
+    assert review.retire([d.exemplars.exemplars("circles", limit=1)[0].key], "aud").applied
+    at.run()
+    assert not at.exception
+    assert "Export" in [h.value for h in at.subheader]
+    assert at.button(key="write_sheet")
+    activity = next(df.value for df in at.dataframe if "action" in df.value.columns)
+    assert list(activity["action"])[:3] == ["retire", "relabel", "decide"]
+    assert "audited label" in activity["after"].iloc[1]
+    assert d.pool.get([accepted.id])[0].label == "audited label"  # the image follows its exemplar
+
+
+def test_stale_suggestions_are_marked_and_refreshed_by_a_resuggest_job(app_env, clean_project):
+    from vss_core.decisions import open_decisions
+    from vss_core.exemplar_review import ExemplarReview
+
+    at = predicted_page(app_env)
+    assert "stale" not in texts(at)
+    d = open_decisions(clean_project, 32)
+    circles = [e.key for e in d.exemplars.exemplars("circles", limit=100)]
+    assert ExemplarReview(d).relabel(circles, "rings", "aud").applied  # the class is renamed: suggestions age
+    at.run()
+    assert "6 undecided suggestion(s) are stale" in texts(at)
+    assert "stale: made before the exemplars last changed" in texts(at)  # the focused image says so too
+    at.button(key="resuggest").click().run()
+    at = run_until(at, lambda a: "6 suggestion(s) refreshed" in texts(a), timeout=60)
+    at.run()
+    assert "are stale" not in texts(at) and not at.exception
+    suggestions = set(grid(at)["suggestion"])
+    assert "rings" in suggestions and "circles" not in suggestions
+
+
+def test_the_exemplar_audit_page_says_when_its_ranking_is_stale(app_env, clean_project):
+    from vss_core import mining_jobs
+    from vss_core.decisions import open_decisions
+    from vss_core.exemplar_review import ExemplarReview
+
+    load_exemplars(app_env, PROJECT)
+    d = open_decisions(clean_project, 32)
+    assert mining_jobs.score_mislabel(d, k=3) == 18
+    at = open_app(PROJECT, annotator="ana", page="pages/audit.py")
+    assert "Up to date with the exemplars: 18 scored" in texts(at)
+    ExemplarReview(d).retire([d.exemplars.exemplars("circles", limit=1)[0].key], "aud")
+    at.run()
+    assert "Stale: the exemplars changed since this ranking was made" in texts(at) and not at.exception

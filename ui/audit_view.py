@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from ui import state
+from ui.plain import md
 from ui.review import flash
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
@@ -40,12 +41,12 @@ def row(d, scored, known: list[str], n_neighbors: int = 6) -> None:
     with st.container(border=True):
         cols = st.columns([1.3, *([1] * n_neighbors)])
         cols[0].image(thumb_cache().get(as_text(values["source"])), width=120,
-                      caption=f"{label} · suspicion {scored.score:.2f}")
+                      caption=f"{md(label)} · suspicion {scored.score:.2f}")
         if values["audit"]:
-            cols[0].caption(as_text(values["audit"]))
+            cols[0].caption(md(as_text(values["audit"])))
         for col, h in zip(cols[1:], hits):
             col.image(thumb_cache().get(h.source), width=90,
-                      caption=("✓ " if h.label == label else "✗ ") + f"{h.label} · {h.score:.3f}")
+                      caption=("✓ " if h.label == label else "✗ ") + f"{md(h.label)} · {h.score:.3f}")
         key = scored.member
         a, b, c, e = st.columns([1, 3, 1, 1], vertical_alignment="bottom")
         a.button("Keep", key=f"keep_{key}", disabled=blocked, on_click=_do, args=(d, "keep", key))

@@ -10,6 +10,7 @@ import streamlit as st
 from ui import resources
 from vss_core import mining, mining_jobs
 from vss_core.pool import PoolFilter
+from vss_core.schema import VECTOR
 
 MAX_POINTS = 20_000
 
@@ -17,27 +18,33 @@ MAX_POINTS = 20_000
 def build(d, method: str, seed: int = 0) -> dict:
     """Points of the map (a sample of at most MAX_POINTS, half exemplars, half pool, when larger)."""
     rng = np.random.default_rng(seed)
-    ex_keys, ex_labels, ex_vecs = [], [], []
-    for keys, labels, vectors in mining_jobs.exemplar_batches(d):
-        ex_keys += keys
-        ex_labels += labels
-        ex_vecs.append(vectors)
-    pool_ids = d.pool.ids(PoolFilter())
-    n_ex, n_pool = len(ex_keys), len(pool_ids)
+    all_keys = sorted(key for rows in d.exemplars.scan() for key, _ in rows)
+    pool_ids = sorted(d.pool.ids(PoolFilter()))
+    n_ex, n_pool = len(all_keys), len(pool_ids)
     keep_ex, keep_pool = _sample(rng, n_ex, n_pool)
-    ex = np.vstack(ex_vecs)[keep_ex] if ex_vecs else np.zeros((0, d.pool.layout().dim or 0), np.float32)
+    ex_keys, ex = _exemplar_vectors(d, [all_keys[i] for i in keep_ex])
+    ex_labels = [d.exemplars.label_of(key) for key in ex_keys]
     ids = [pool_ids[i] for i in keep_pool]
     items = d.pool.get(ids)
     vectors = np.vstack([ex, d.pool.vectors(ids)]) if len(ids) else ex
     xy = mining.project_2d(vectors, method, seed)
     novelty = _scores(d, mining_jobs.NOVELTY)
     anomaly = _scores(d, mining_jobs.ANOMALY)
-    rows = [{"x": float(x), "y": float(y), "kind": "exemplar", "label": ex_labels[i], "id": ex_keys[i],
-             "novelty": None, "anomaly": None} for (x, y), i in zip(xy[:len(keep_ex)], keep_ex)]
+    rows = [{"x": float(x), "y": float(y), "kind": "exemplar", "label": label, "id": key,
+             "novelty": None, "anomaly": None} for (x, y), key, label in zip(xy[:len(ex_keys)], ex_keys, ex_labels)]
     rows += [{"x": float(x), "y": float(y), "kind": "pool", "label": item.label, "id": item.id,
               "novelty": novelty.get(item.id), "anomaly": anomaly.get(item.id)}
-             for (x, y), item in zip(xy[len(keep_ex):], items) if item is not None]
+             for (x, y), item in zip(xy[len(ex_keys):], items) if item is not None]
     return {"rows": rows, "total": n_ex + n_pool, "shown": len(rows), "method": method}
+
+
+def _exemplar_vectors(d, keys: list[str]) -> tuple[list[str], np.ndarray]:
+    """The vectors of the sampled exemplars only (those deleted meanwhile left out)."""
+    dim = d.exemplars.layout().dim or d.pool.layout().dim or 0
+    found = [(key, f[VECTOR]) for key, f in zip(keys, d.exemplars.fetch(keys, (VECTOR,)))
+             if f[VECTOR] and len(f[VECTOR]) == dim * 4]
+    vectors = [np.frombuffer(raw, np.float32) for _, raw in found]
+    return [key for key, _ in found], np.vstack(vectors) if vectors else np.zeros((0, dim), np.float32)
 
 
 def _sample(rng, n_ex: int, n_pool: int):

@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from ui import jobview, resources, state
+from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
 from vss_core import mining_jobs, runner
 from vss_core.decisions import Change
@@ -41,8 +42,32 @@ def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
                                            added_by=state.annotator())
             st.rerun()
         except VSSError as e:
-            st.error(str(e))
+            st.error(md(e))
+    freshness(d, what, scope)
     jobview.panel(ctx.project.name, KIND, on_resume=lambda snap: _resume(ctx, d, snap))
+
+
+def freshness(d, what: str, scope: str = "") -> None:
+    """Say what the shown ranking was made from, and whether it is stale (older than the exemplars),
+    incomplete or of unknown age."""
+    made = mining_jobs.score_set(d, what, scope)
+    if made is None:
+        return
+    if not made.known:
+        st.warning("Stale: this ranking was made by an older VSS, with no record of when or whether it finished. "
+                   "Score again.", icon=":material/history:")
+        return
+    if made.cancelled_at:
+        st.caption(f"The run started before {made.cancelled_at} was cancelled: "
+                   + ("this is the last complete ranking." if made.complete else "there is no complete ranking yet."))
+    if not made.complete:
+        return
+    about = f"{made.scored:,} scored at {made.at} (k={made.k}, exemplar generation {made.generation})"
+    if made.stale:
+        st.warning(f"Stale: the exemplars changed since this ranking was made ({about}; generation now "
+                   f"{made.current}). Score again to update it.", icon=":material/history:")
+    else:
+        st.caption(f"Up to date with the exemplars: {about}.")
 
 
 def _body(ctx, d, what: str, scope: str, k: int | None = None):
@@ -106,4 +131,4 @@ def undo_button(d, key: str) -> None:
               disabled=not d.can_undo(state.annotator()))
 
 
-__all__ = ["page", "start", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]
+__all__ = ["page", "start", "freshness", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]

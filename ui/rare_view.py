@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import mining_view, state
+from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core import mining, mining_jobs
 from vss_core.decisions import Change
@@ -47,7 +48,7 @@ def groups(d, scored: list, similarity: float, known: list[str]) -> None:
     try:
         labels = mining.group(d.pool.vectors([i.id for i in items]), threshold=similarity)
     except VSSError as e:
-        st.error(str(e))
+        st.error(md(e))
         return
     for g in range(min(int(labels.max()) + 1, 12)):
         members = [item for item, label in zip(items, labels) if label == g]
@@ -55,7 +56,7 @@ def groups(d, scored: list, similarity: float, known: list[str]) -> None:
             st.markdown(f"**Group {g + 1}** · {len(members)} image(s)")
             cols = st.columns(8)
             for col, item in zip(cols, members[:8]):
-                col.image(thumb_cache().get(item.source), caption=f"{item.name} · {item.suggestion}", width=110)
+                col.image(thumb_cache().get(item.source), caption=f"{md(item.name)} · {md(item.suggestion)}", width=110)
             set_actions(d, members, known, key=f"group{g}")
 
 
@@ -63,7 +64,11 @@ def rare_classes(d, known_counts: dict[str, int]) -> None:
     """Undecided pool images whose suggested label has few exemplars, or whose neighbours disagree."""
     n = st.number_input("Labels with at most this many exemplars are rare", 1, 10_000, 5, key="rare_max")
     rare = sorted(label for label, count in known_counts.items() if count <= n)
-    st.caption(("Rare labels: " + ", ".join(rare)) if rare else "No label is that rare.")
+    st.caption(("Rare labels: " + ", ".join(md(r) for r in rare)) if rare else "No label is that rare.")
+    stale = d.pool.stale_count(d.pool.generation())
+    if stale:
+        st.warning(f"{stale:,} undecided suggestion(s) below are stale (made before the exemplars last changed): "
+                   "re-suggest them on the Review page.", icon=":material/history:")
     if rare:
         _, items = d.pool.page(PoolFilter(statuses=(PREDICTED,), suggestions=tuple(rare)), limit=100)
         _table(d, items, "rare_table", "share", sorted(known_counts))

@@ -8,11 +8,15 @@ import base64
 
 import streamlit as st
 
-from ui import state
+from ui import jobview, resources, state
+from ui.plain import md
 from ui.thumbs import thumb_cache
+from vss_core.audit_log import describe
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.pool import SORTS, PoolFilter
+from vss_core.resuggest import KIND as RESUGGEST
+from vss_core.resuggest import resuggest_job
 from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
 
 PAGE_SIZE = 100
@@ -27,7 +31,7 @@ def flash(kind: str, text: str) -> None:
 def show_flash() -> None:
     kind, text = st.session_state.pop(FLASH, (None, None))
     if kind:
-        getattr(st, kind)(text)
+        getattr(st, kind)(md(text))
 
 
 def filters(d) -> tuple[PoolFilter, str]:
@@ -133,10 +137,12 @@ def focus(d, items, index: int, where: PoolFilter, known: list[str]) -> None:
         left, right = st.columns([1, 3])
         left.image(thumb_cache().get(item.source), width=200)
         flag = " · :orange[uncertain]" if item.uncertain else ""
-        right.markdown(f"**{item.name}** — suggested **{item.suggestion}** ({item.share:.0%} of the vote, "
+        if item.status == PREDICTED and item.generation < d.pool.generation():
+            flag += " · :orange[stale: made before the exemplars last changed]"
+        right.markdown(f"**{md(item.name)}** — suggested **{md(item.suggestion)}** ({item.share:.0%} of the vote, "
                        f"best cos {item.best:.3f}, margin {item.margin:.2f}){flag}  \n"
-                       f"status **{item.status}**, label **{item.label}**"
-                       + (f" by {item.annotator} at {item.decided_at}" if item.annotator else ""))
+                       f"status **{md(item.status)}**, label **{md(item.label)}**"
+                       + (f" by {md(item.annotator)} at {md(item.decided_at)}" if item.annotator else ""))
         right.selectbox("Correct to", known, index=known.index(item.label) if item.label in known else None,
                         key="review_pick_label", placeholder="pick a label")
         right.text_input("…or a new label", key="review_new_label")
@@ -159,8 +165,33 @@ def focus(d, items, index: int, where: PoolFilter, known: list[str]) -> None:
         with st.expander("Neighbours"):
             cols = st.columns(max(1, len(item.neighbors)))
             for col, (label, _id, score, source) in zip(cols, item.neighbors):
-                col.image(thumb_cache().get(source), caption=f"{label} · {score:.3f}", width=120)
+                col.image(thumb_cache().get(source), caption=f"{md(label)} · {score:.3f}", width=120)
         history(d, item.id)
+
+
+def stale_notice(d, threshold: float) -> None:
+    """How many undecided suggestions are older than the exemplars, and a job that refreshes them."""
+    project = state.current_project()
+    stale = d.pool.stale_count(d.pool.generation())
+    running = project is not None and any(j.active for j in jobview.jobs_to_show(project.name, RESUGGEST))
+    if stale:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.warning(f"{stale:,} undecided suggestion(s) are stale: made before the exemplars last changed "
+                   "(a new class, a load, a relabel, a retire, a promotion).", icon=":material/history:")
+        blocked = running or project is None or not state.annotator()
+        c2.button(f"Re-suggest {stale:,}", key="resuggest", disabled=blocked,
+                  help="Find their nearest exemplars again (no new embedding) and refresh their suggestions",
+                  on_click=_resuggest, args=(d, project, threshold))
+    if project is not None:
+        jobview.panel(project.name, RESUGGEST)
+
+
+def _resuggest(d, project, threshold: float) -> None:
+    try:
+        resources.job_registry().start(RESUGGEST, resuggest_job(d, threshold), project=project.name,
+                                       label="stale suggestions", added_by=state.annotator())
+    except VSSError as e:
+        flash("error", str(e))
 
 
 def history(d, item_id: str) -> None:
@@ -170,8 +201,7 @@ def history(d, item_id: str) -> None:
     with st.expander(f"History ({len(entries)})"):
         for i, e in enumerate(entries):
             c1, c2 = st.columns([5, 1])
-            c1.caption(f"{e.at} · {e.annotator} · {e.kind}: {e.before['status']} {e.before['label']!r} → "
-                       f"{e.after['status']} {e.after['label']!r}")
+            c1.caption(md(f"{e.at} · {e.annotator} · {e.kind}: {describe(e.before)} → {describe(e.after)}"))
             c2.button("Revert", key=f"revert_{item_id}_{i}", help="Back to the state before this change",
                       on_click=_revert, args=(d, item_id, i), disabled=not state.annotator())
 

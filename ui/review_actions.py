@@ -8,8 +8,9 @@ import altair as alt
 import streamlit as st
 
 from ui import state
-from ui.review import flash
+from ui.review import flash, stale_notice
 from vss_core import labelsheet
+from vss_core.audit_log import describe
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.pool import PoolFilter
@@ -38,6 +39,7 @@ def overview(d, threshold: float) -> None:
     st.altair_chart((bars + rule).properties(height=140), width="stretch")
     st.caption(f"Red line: the project's acceptance threshold {threshold:.2f} (vss.threshold). "
                "Images under it, or whose neighbours disagree, are marked uncertain.")
+    stale_notice(d, threshold)
 
 
 def bulk_accept(d, threshold: float) -> None:
@@ -89,14 +91,18 @@ def activity(d) -> None:
         if not entries:
             st.caption("No decisions yet.")
             return
-        st.dataframe([{"at": e["at"], "annotator": e["annotator"], "action": e["kind"], "image": e["id"],
-                       "before": _state(e["before"]), "after": _state(e["after"])} for e in entries],
-                     hide_index=True, width="stretch")
+        st.dataframe([{"at": e.get("at", ""), "annotator": e.get("annotator", ""), "action": e.get("kind", ""),
+                       "image": e.get("id", ""), "before": _state(e.get("before")), "after": _state(e.get("after"))}
+                      for e in entries], hide_index=True, width="stretch")
 
 
-def _state(raw: str) -> str:
-    s = json.loads(raw)
-    return f"{s['status']} {s['label']!r}"
+def _state(raw: str | None) -> str:
+    """A recorded state in words: a pool image's status and label, or an exemplar audit's key and label."""
+    try:
+        state = json.loads(raw or "{}")
+    except ValueError:
+        return ""
+    return describe(state) if isinstance(state, dict) else ""
 
 
 def export(d, project) -> None:

@@ -1,103 +1,137 @@
-"""Exemplar self-audit actions: keep, relabel or retire exemplars, recorded in the same audit log and
-undoable from the same undo stack as pool decisions (:class:`vss_core.decisions.Decisions`).
+"""Exemplar self-audit actions: keep, relabel or retire exemplars, recorded in the same audit log
+(:mod:`vss_core.audit_log`) and undoable from the same undo stack as pool decisions
+(:class:`vss_core.decisions.Decisions`).
 
 Retiring moves the exemplar's hash out of the index (``vss:<index>:retired:<key>``) instead of
-deleting it, so undo puts it back as it was, vector included.  Works on fastapi-vss databases too.
+deleting it, so undo puts it back as it was, vector included.  An exemplar promoted from a pool image
+moves with its pool document through :class:`~vss_core.exemplar_owner.PoolExemplars`: a relabel changes
+the image's label too, a retire makes it dubious, each in the same transaction and in the image's
+history.  Works on fastapi-vss databases too.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Sequence
 
-import redis
-
-from .decisions import ActionResult, Conflict, Decisions, _annotator
-from .errors import InputError, VSSError
+from .audit_log import ActionResult, Conflict, check_annotator, now_text
+from .errors import InputError
 from .index_layout import as_text
-from .schema import TAG
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"
 
 
-class ExemplarReview:
-    """Audited actions on one project's exemplars."""
+@dataclass(frozen=True)
+class _Move:
+    key: str
+    new_key: str
+    before: dict  # {"key", "label", "audit"}
+    after: dict
+    recorded: tuple[dict, dict] | None = None  # the pool image's states an undone move recorded
+    pool_id: str = ""
 
-    def __init__(self, decisions: Decisions):
+
+class ExemplarReview:
+    """Audited actions on one project's exemplars (``decisions``: its :class:`~vss_core.decisions.Decisions`)."""
+
+    def __init__(self, decisions):
         self.d = decisions
         self.store = decisions.exemplars
         self.client = decisions.client
+        self.log = decisions.log
+        self.owner = decisions.owner
 
     def keep(self, keys: Sequence[str], annotator: str) -> ActionResult:
         """Mark exemplars as checked and right (they rank last in the next audit)."""
-        now = _now()
-        return self._act(keys, annotator, KEEP, lambda key, label, who: (key, label, f"kept by {who} {now}"))
+        now = now_text()
+        return self._act(keys, annotator, KEEP, lambda key, label, who, _: (key, label, f"kept by {who} {now}"))
 
     def relabel(self, keys: Sequence[str], new_label: str, annotator: str) -> ActionResult:
         """Move exemplars to ``new_label``; one whose new key exists already is refused."""
         if not new_label.strip():
             raise InputError("empty label")
         new_label = new_label.strip()
-        return self._act(keys, annotator, RELABEL, lambda key, label, who: (
+        return self._act(keys, annotator, RELABEL, lambda key, label, who, _: (
             self.store.key_for(new_label, self.store.split_key(key)[1]), new_label, ""))
 
     def retire(self, keys: Sequence[str], annotator: str) -> ActionResult:
         """Take exemplars out of the index (kept aside for undo)."""
-        return self._act(keys, annotator, RETIRE, lambda key, label, who: (self.d.layout.retired_key(key), label, ""))
+        return self._act(keys, annotator, RETIRE, lambda key, label, who, action: (
+            self.d.layout.retired_key(key, action), label, ""))
 
     def _act(self, keys: Sequence[str], annotator: str, kind: str, target) -> ActionResult:
-        annotator = _annotator(annotator)
-        moves = []
-        for key in dict.fromkeys(keys):
-            label = as_text(self.client.hget(key, "label") or self.client.hget(key, TAG)) or self.store.split_key(key)[0]
-            new_key, new_label, mark = target(key, label, annotator)
-            moves.append((key, new_key, {"key": key, "label": label, "audit": as_text(self.client.hget(key, "audit"))},
-                          {"key": new_key, "label": new_label, "audit": mark}))
-        return self._apply(moves, annotator, kind, undoable=True)
-
-    def undo_entries(self, entries: list[dict], annotator: str) -> ActionResult:
-        """Put exemplars back as the entries' ``before`` states say (called by ``Decisions.undo``)."""
-        moves = [(e["after"]["key"], e["before"]["key"], e["after"], e["before"]) for e in entries]
-        return self._apply(moves, annotator, "undo", undoable=False)
-
-    def _apply(self, moves: list, annotator: str, kind: str, undoable: bool) -> ActionResult:
+        annotator = check_annotator(annotator)
+        keys = list(dict.fromkeys(keys))
         action_id = uuid.uuid4().hex[:16]
-        watched = [k for key, new_key, _, _ in moves for k in (key, new_key)]
-        outcome: dict = {}
 
-        def work(pipe) -> None:
-            ok, refused = [], []
-            for key, new_key, before, after in moves:
-                reason = self._refusal(pipe, key, new_key)
-                (refused.append(Conflict(before["key"], reason)) if reason else ok.append((key, new_key, before, after)))
-            pipe.multi()
-            for key, new_key, before, after in ok:
-                if new_key != key:
-                    pipe.rename(key, new_key)
-                if kind == RELABEL or (kind == "undo" and before["label"] != after["label"]):
-                    pipe.hset(new_key, mapping={TAG: after["label"], "label": after["label"]})
-                if after["audit"]:
-                    pipe.hset(new_key, "audit", after["audit"])
-                else:
-                    pipe.hdel(new_key, "audit")
-            changes = [(before["key"], before, after) for _, _, before, after in ok]
-            outcome["result"] = self.d.record(pipe, changes, refused, action_id, annotator, kind, undoable,
-                                              target="exemplar")
+        def work(pipe) -> ActionResult:
+            if keys:
+                pipe.watch(*keys)
+            moves = []
+            for key in keys:
+                label = self.store.label_of(key)
+                new_key, new_label, mark = target(key, label, annotator, action_id)
+                audit = as_text(pipe.hget(key, "audit"))
+                moves.append(_Move(key, new_key, {"key": key, "label": label, "audit": audit},
+                                   {"key": new_key, "label": new_label, "audit": mark}))
+            return self._run(pipe, moves, annotator, kind, True, action_id)
 
-        try:
-            self.client.transaction(work, *watched)
-        except redis.RedisError as exc:
-            raise VSSError(f"changing exemplars failed, nothing was changed: {exc}") from exc
-        return outcome["result"]
+        return self.log.transact(action_id, work, "the exemplar change")
 
-    def _refusal(self, pipe, key: str, new_key: str) -> str | None:
-        if not pipe.exists(key):
-            return f"{key}: no such exemplar (changed by someone else?)"
-        if new_key != key and pipe.exists(new_key):
-            return f"{key}: {new_key} exists already"
+    def undo_on(self, pipe, entries: list[dict], annotator: str, action_id: str) -> ActionResult:
+        """Inside ``Decisions.undo``'s transaction: put exemplars (and their pool images) back as the entries'
+        ``before`` states say."""
+        moves = [_Move(e["after"]["key"], e["before"]["key"], _plain(e["after"]), _plain(e["before"]),
+                       (e["before"]["pool"], e["after"]["pool"]) if e["after"].get("pool") else None,
+                       e["after"].get("pool_id", ""))
+                 for e in entries]
+        return self._run(pipe, moves, annotator, "undo", False, action_id)
+
+    def _run(self, pipe, moves: list[_Move], annotator: str, kind: str, undoable: bool,
+             action_id: str) -> ActionResult:
+        watched = [k for m in moves for k in (m.key, m.new_key)]
+        if watched:
+            pipe.watch(*watched)
+        now, ok, refused = now_text(), [], []
+        for m in moves:
+            reason, link = self._refusal(pipe, m), None
+            if not reason and m.new_key != m.key:
+                reason, link = self.owner.plan_move(pipe, m.key, m.new_key, m.recorded, annotator, now)
+            if reason:
+                refused.append(Conflict(m.before["key"], reason))
+            else:
+                ok.append((m, link))
+        pipe.multi()
+        changed = [self.owner.move(pipe, m.key, m.new_key, m.before["label"], m.after["label"], m.after["audit"], link)
+                   for m, link in ok]
+        if any(changed):
+            self.owner.bump(pipe)
+        changes = [(m.before["key"], _with_pool(m.before, link, "before"), _with_pool(m.after, link, "after"))
+                   for m, link in ok]
+        histories = [(link.id, link.before, link.after) for _, link in ok if link is not None]
+        return self.log.record(pipe, changes, refused, action_id, annotator, kind, undoable, "exemplar", histories)
+
+    def _refusal(self, pipe, m: _Move) -> str | None:
+        if not pipe.exists(m.key):
+            state = self.owner.read(pipe, m.pool_id) if m.pool_id else None
+            if state is not None and state["annotator"]:
+                return (f"{m.key}: no such exemplar now; its pool image {m.pool_id} was changed by "
+                        f"{state['annotator']} at {state['decided_at']} since")
+            return f"{m.key}: no such exemplar (changed by someone else?)"
+        if m.new_key != m.key and pipe.exists(m.new_key):
+            return f"{m.key}: {m.new_key} exists already"
         return None
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _plain(state: dict) -> dict:
+    return {k: state.get(k, "") for k in ("key", "label", "audit")}
+
+
+def _with_pool(state: dict, link, side: str) -> dict:
+    if link is None:
+        return state
+    return state | {"pool_id": link.id, "pool": getattr(link, side)}
+
+
+__all__ = ["ExemplarReview", "KEEP", "RELABEL", "RETIRE"]

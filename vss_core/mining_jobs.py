@@ -2,16 +2,22 @@
 mislabel suspicion of the exemplars.  Neighbours come from the vector indexes chunk by chunk (never an
 n x n matrix); the scores are :mod:`vss_core.mining`'s building blocks; results go to sorted sets
 (``ProjectLayout.scores_key``) that the pages rank and page through.
+
+A run fills a temporary sorted set and renames it over the ranking only when it completes, with a record
+(:func:`score_set`: the exemplar-set generation, k, model, time, how many) beside it: a cancelled or failed
+run leaves the last complete ranking as it was, and a ranking older than the exemplars reads as stale.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 
 from . import mining
+from .audit_log import now_text
 from .decisions import Decisions
 from .errors import InputError
 from .index_layout import as_text
@@ -22,6 +28,7 @@ NOVELTY, ANOMALY, MISLABEL = "novelty", "anomaly", "mislabel"
 KINDS = (NOVELTY, ANOMALY, MISLABEL)
 CHUNK = 1000
 _PAGE = 10_000
+TMP_TTL_S = 24 * 3600  # a run's partial results, should the process die before it ends
 
 
 @dataclass(frozen=True)
@@ -32,21 +39,91 @@ class Scored:
     score: float
 
 
+@dataclass(frozen=True)
+class ScoreSet:
+    """How the ranking of a kind and scope was made: at exemplar-set ``generation`` (``current`` is the
+    generation now), with ``k`` neighbours of ``model``, at ``at``; ``scored`` members, ``complete`` when the
+    run that made it finished.  ``cancelled_at``: a later run stopped before the end (the ranking is the last
+    complete one).  ``known`` is False for a ranking an older VSS made, with no record."""
+
+    scored: int
+    complete: bool
+    generation: int
+    current: int
+    k: int = 0
+    model: str = ""
+    at: str = ""
+    cancelled_at: str = ""
+    known: bool = True
+
+    @property
+    def stale(self) -> bool:
+        """Made before the exemplars last changed (or of unknown age)."""
+        return not self.known or self.generation < self.current
+
+
+def score_set(d: Decisions, kind: str, scope: str = "") -> ScoreSet | None:
+    """The record of the ranking of ``kind`` over ``scope``; None when it was never scored."""
+    raw = d.client.hgetall(d.layout.scores_meta_key(kind, scope))
+    meta = {as_text(k): as_text(v) for k, v in raw.items()}
+    current = d.pool.generation()
+    scored = int(d.client.zcard(d.layout.scores_key(kind, scope)))
+    if not meta:
+        return ScoreSet(scored, False, 0, current, known=False) if scored else None
+    return ScoreSet(scored, meta.get("complete") == "1", int(meta.get("generation") or 0), current,
+                    int(meta.get("k") or 0), meta.get("model", ""), meta.get("at", ""), meta.get("cancelled_at", ""))
+
+
+class _Ranking:
+    """One scoring run's results: a temporary sorted set, renamed over the ranking when the run completes."""
+
+    def __init__(self, d: Decisions, kind: str, scope: str, k: int):
+        self.d, self.kind, self.scope, self.k = d, kind, scope, k
+        self.generation = d.pool.generation()  # read before any neighbour is
+        self.tmp = d.layout.scores_tmp_key(kind, scope, uuid.uuid4().hex[:12])
+        self.done = 0
+
+    def add(self, members, scores) -> None:
+        pipe = self.d.client.pipeline(transaction=True)
+        for start in range(0, len(members), _PAGE):
+            pipe.zadd(self.tmp, {m: float(s) for m, s in zip(members[start:start + _PAGE],
+                                                            scores[start:start + _PAGE])})
+        pipe.expire(self.tmp, TMP_TTL_S)
+        pipe.execute()
+        self.done += len(members)
+
+    def finish(self, complete: bool) -> int:
+        """Publish the run (complete) or drop its partial results (cancelled); returns how many were scored."""
+        layout = self.d.layout
+        key, meta = layout.scores_key(self.kind, self.scope), layout.scores_meta_key(self.kind, self.scope)
+        pipe = self.d.client.pipeline(transaction=True)
+        if complete:
+            if self.done:
+                pipe.rename(self.tmp, key)
+                pipe.persist(key)
+            else:
+                pipe.delete(key)
+            pipe.delete(meta)
+            pipe.hset(meta, mapping={"generation": self.generation, "k": self.k, "model": self.d.exemplars.model or "",
+                                     "at": now_text(), "scored": self.done, "complete": 1})
+        else:
+            pipe.delete(self.tmp)
+            pipe.hset(meta, "cancelled_at", now_text())
+        pipe.execute()
+        return self.done
+
+
 def exemplar_batches(d: Decisions, batch: int = CHUNK) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
-    """(keys, labels, vectors) of every exemplar, ``batch`` at a time."""
-    store, offset = d.exemplars, 0
-    while True:
-        reply = store.search("*", "RETURN", 3, VECTOR, "label", TAG, "LIMIT", offset, batch)
-        rows = list(zip(reply[1::2], reply[2::2]))
+    """(keys, labels, vectors) of every exemplar, ``batch`` at a time, however many (:meth:`SearchIndex.scan`);
+    labels from the keys.  A document without a vector of the index's dimension is not indexed, nor read here."""
+    store = d.exemplars
+    width = (store.layout().dim or 0) * 4
+    for rows in store.scan("*", (VECTOR,), batch):
+        rows = [(key, f[VECTOR]) for key, f in rows if f[VECTOR] and (not width or len(f[VECTOR]) == width)]
         if rows:
-            keys = [as_text(k) for k, _ in rows]
-            fields = [dict(zip(f[::2], f[1::2])) for _, f in rows]
-            labels = [as_text(f.get(b"label") or f.get(TAG.encode())) or store.split_key(k)[0]
-                      for k, f in zip(keys, fields)]
-            yield keys, labels, np.vstack([np.frombuffer(f[VECTOR.encode()], np.float32) for f in fields])
-        if len(rows) < batch:
-            return
-        offset += batch
+            keys = [key for key, _ in rows]
+            yield keys, [store.label_of(key) for key in keys], np.vstack(
+                [np.frombuffer(raw, np.float32) for _, raw in rows])
 
 
 def _self_neighbors(index, vectors: np.ndarray, keys: list[str], k: int, filter: str = "*"):
@@ -65,14 +142,14 @@ def score_novelty(d: Decisions, k: int = 5, progress=None, cancel: Callable[[], 
     if total < 2:
         raise InputError("novelty needs at least two exemplars")
     k = min(k, total - 1)
+    run = _Ranking(d, NOVELTY, "", k)
     kdist: dict[str, float] = {}
     for keys, _, vectors in exemplar_batches(d):
         neighbors = _self_neighbors(d.exemplars, vectors, keys, k)
         sims = np.array([[h.score for h in row] for row in neighbors], np.float32)
         kdist.update(zip(keys, mining.kdist_from_neighbors(sims).tolist()))
     ids = d.pool.ids(PoolFilter())
-    return _score_chunks(d, NOVELTY, "", ids, progress, cancel, lambda chunk, vectors: _novelty(
-        d, vectors, k, kdist))
+    return _score_chunks(d, run, ids, progress, cancel, lambda chunk, vectors: _novelty(d, vectors, k, kdist))
 
 
 def _novelty(d: Decisions, vectors: np.ndarray, k: int, kdist: dict) -> np.ndarray:
@@ -90,13 +167,14 @@ def score_anomaly(d: Decisions, job: str = "", k: int = 10, progress=None,
     if len(ids) < 2:
         raise InputError("anomaly needs a set of at least two images")
     k = min(k, len(ids) - 1)
+    run = _Ranking(d, ANOMALY, job, k)
     row_of = {d.pool.key_for(id): i for i, id in enumerate(ids)}
     all_ids, all_sims = np.zeros((len(ids), k), np.int64), np.zeros((len(ids), k), np.float32)
     if progress:
         progress.set_total(len(ids))
     for start in range(0, len(ids), CHUNK):
         if cancel and cancel():
-            return 0
+            return run.finish(complete=False)
         chunk = ids[start:start + CHUNK]
         keys = [d.pool.key_for(id) for id in chunk]
         for i, row in enumerate(_self_neighbors(d.pool, d.pool.vectors(chunk), keys, k, where.query())):
@@ -104,9 +182,8 @@ def score_anomaly(d: Decisions, job: str = "", k: int = 10, progress=None,
             all_sims[start + i] = [h.score for h in row]
         if progress:
             progress.advance(len(chunk))
-    scores = mining.anomaly_from_neighbors(all_ids, all_sims)
-    _store(d, ANOMALY, job, ids, scores, replace=True)
-    return len(ids)
+    run.add(ids, mining.anomaly_from_neighbors(all_ids, all_sims))
+    return run.finish(complete=True)
 
 
 def score_mislabel(d: Decisions, k: int = 10, progress=None, cancel: Callable[[], bool] | None = None) -> int:
@@ -117,46 +194,29 @@ def score_mislabel(d: Decisions, k: int = 10, progress=None, cancel: Callable[[]
     k = min(k, total - 1)
     if progress:
         progress.set_total(total)
-    key = d.layout.scores_key(MISLABEL)
-    d.client.delete(key)
-    done = 0
+    run = _Ranking(d, MISLABEL, "", k)
     for keys, labels, vectors in exemplar_batches(d):
         if cancel and cancel():
-            break
+            return run.finish(complete=False)
         neighbors = _self_neighbors(d.exemplars, vectors, keys, k)
         sims = np.array([[h.score for h in row] for row in neighbors], np.float32)
-        scores = mining.mislabel_from_neighbors([[h.label for h in row] for row in neighbors], sims, labels)
-        _store(d, MISLABEL, "", keys, scores)
-        done += len(keys)
+        run.add(keys, mining.mislabel_from_neighbors([[h.label for h in row] for row in neighbors], sims, labels))
         if progress:
             progress.advance(len(keys))
-    return done
+    return run.finish(complete=True)
 
 
-def _score_chunks(d, kind, scope, ids, progress, cancel, score) -> int:
+def _score_chunks(d, run: _Ranking, ids, progress, cancel, score) -> int:
     if progress:
         progress.set_total(len(ids))
-    d.client.delete(d.layout.scores_key(kind, scope))
-    done = 0
     for start in range(0, len(ids), CHUNK):
         if cancel and cancel():
-            break
+            return run.finish(complete=False)
         chunk = ids[start:start + CHUNK]
-        _store(d, kind, scope, chunk, score(chunk, d.pool.vectors(chunk)))
-        done += len(chunk)
+        run.add(chunk, score(chunk, d.pool.vectors(chunk)))
         if progress:
             progress.advance(len(chunk))
-    return done
-
-
-def _store(d: Decisions, kind: str, scope: str, members, scores, replace: bool = False) -> None:
-    key = d.layout.scores_key(kind, scope)
-    pipe = d.client.pipeline(transaction=True)
-    if replace:
-        pipe.delete(key)
-    for start in range(0, len(members), _PAGE):
-        pipe.zadd(key, {m: float(s) for m, s in zip(members[start:start + _PAGE], scores[start:start + _PAGE])})
-    pipe.execute()
+    return run.finish(complete=True)
 
 
 def ranked(d: Decisions, kind: str, scope: str = "", offset: int = 0, limit: int = 50,
@@ -188,7 +248,8 @@ def mine_job(kind: str, d: Decisions, job: str = "", k: int | None = None):
             n = score_anomaly(d, job, k or 10, progress, cancel)
         else:
             n = score_mislabel(d, k or 10, progress, cancel)
-        progress.message(f"{n:,} scored")
+        progress.message(f"{n:,} scored" if not progress.cancelled else
+                         f"cancelled after {n:,} scored: the last complete ranking is kept")
         return n
 
     return work
@@ -199,5 +260,5 @@ def pool_jobs(d: Decisions) -> dict[str, int]:
     return d.pool.counts("job")
 
 
-__all__ = ["NOVELTY", "ANOMALY", "MISLABEL", "Scored", "score_novelty", "score_anomaly", "score_mislabel",
-           "ranked", "all_scores", "mine_job", "exemplar_batches", "pool_jobs"]
+__all__ = ["NOVELTY", "ANOMALY", "MISLABEL", "Scored", "ScoreSet", "score_set", "score_novelty", "score_anomaly",
+           "score_mislabel", "ranked", "all_scores", "mine_job", "exemplar_batches", "pool_jobs"]

@@ -14,9 +14,10 @@ from typing import Iterable, Sequence
 
 import redis
 
+from . import generation
 from .errors import InputError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
-from .schema import PREDICTED, STATUSES, TAG, VECTOR, IndexSchema, layout_for
+from .schema import POOL_SUFFIX, PREDICTED, STATUSES, TAG, VECTOR, IndexSchema, layout_for
 from .search import Vote
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, Neighbor, SearchIndex
 
@@ -42,6 +43,7 @@ class Prediction:
     weighted: Vote | None
     model: str = ""
     job: str = ""
+    generation: int | None = None  # the exemplar-set generation the neighbours were found at (None: read at write)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class PoolItem:
     exemplar: str
     flag: str = ""
     job: str = ""
+    generation: int = 0  # the exemplar-set generation its suggestion was made at (0: unknown, older VSS)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,19 @@ def scores(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote 
                 uncertain=best < threshold or disagree)
 
 
+def suggestion_fields(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote | None,
+                      threshold: float, generation: int) -> dict:
+    """The pool fields of a suggestion: label, scores, neighbours, and the exemplar-set generation and k
+    they were found at (written by :meth:`PoolStore.add` and rewritten by a re-suggest)."""
+    s = scores(neighbors, majority, weighted, threshold)
+    suggestion = weighted.label if weighted else ""
+    return {TAG: suggestion, "label": suggestion, "suggestion": suggestion, "suggestion_text": suggestion,
+            "best": s["best"], "share": weighted.share if weighted else 0.0, "margin": s["margin"],
+            "second": s["second"], "uncertain": int(s["uncertain"]),
+            "confidence": s["best"] - 2 * int(s["uncertain"]), "generation": int(generation), "k": len(neighbors),
+            "neighbors": json.dumps([[n.label, n.id, round(float(n.score), 6), n.source] for n in neighbors])}
+
+
 class PoolStore(SearchIndex):
     """The pool index of one project."""
 
@@ -133,28 +149,54 @@ class PoolStore(SearchIndex):
 
     @guard
     def add(self, predictions: Iterable[Prediction], threshold: float) -> int:
-        """Write new pool documents (HSETNX-guarded: a decided image is never overwritten)."""
+        """Write new pool documents (HSETNX-guarded: a decided image is never overwritten), stamped with the
+        exemplar-set generation of their neighbours (the prediction's, else the current one)."""
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        commands = [self._command(p, threshold, added_at) for p in predictions]
+        now = self.generation()
+        commands = [self._command(p, threshold, added_at, now) for p in predictions]
         for start in range(0, len(commands), BATCH):
             self.write([c for command in commands[start:start + BATCH] for c in command])
         return len(commands)
 
-    def _command(self, p: Prediction, threshold: float, added_at: str) -> list[tuple]:
+    def _command(self, p: Prediction, threshold: float, added_at: str, generation_now: int = 0) -> list[tuple]:
         vector = self.check_dim(p.vector, p.source)
-        s = scores(p.neighbors, p.majority, p.weighted, threshold)
-        suggestion = p.weighted.label if p.weighted else ""
-        neighbors = [[n.label, n.id, round(float(n.score), 6), n.source] for n in p.neighbors]
-        fields = {VECTOR: vector.tobytes(), TAG: suggestion, "label": suggestion, "suggestion": suggestion,
-                  "suggestion_text": suggestion, "status": PREDICTED, "job": p.job, "name": p.name,
-                  "source": p.source, "best": s["best"], "share": p.weighted.share if p.weighted else 0.0,
-                  "margin": s["margin"], "second": s["second"], "uncertain": int(s["uncertain"]),
-                  "confidence": s["best"] - 2 * int(s["uncertain"]), "version": 0, "decided_ts": 0,
-                  "model": p.model, "neighbors": json.dumps(neighbors), "added_at": added_at}
+        stamp = generation_now if p.generation is None else p.generation
+        fields = {VECTOR: vector.tobytes(), **suggestion_fields(p.neighbors, p.majority, p.weighted, threshold, stamp),
+                  "status": PREDICTED, "job": p.job, "name": p.name, "source": p.source, "version": 0,
+                  "decided_ts": 0, "model": p.model, "added_at": added_at}
         key = self.key_for(p.id)
         # HSETNX on 'status' first: only a new document gets the rest.
         flat = [x for pair in fields.items() for x in pair]
         return [("EVAL", _ADD_IF_NEW, 1, key, *flat)]
+
+    def generation(self) -> int:
+        """The exemplar-set generation now (see :mod:`vss_core.generation`)."""
+        return generation.current(self.client, self.index_name.removesuffix(POOL_SUFFIX))
+
+    @guard
+    def stale_count(self, now: int) -> int:
+        """How many undecided images carry a suggestion older than generation ``now`` (or of unknown age)."""
+        reply = self.search(f"@status:{{{PREDICTED}}} -@generation:[{int(now)} +inf]", "NOCONTENT", "LIMIT", 0, 0)
+        return int(reply[0])
+
+    @guard
+    def suggestion_states(self, ids: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        """(status, version, generation, k) of each image ("" status where it is missing)."""
+        pipe = self.client.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self.key_for(id), ["status", "version", "generation", "k"])
+        return [(as_text(s), int(v or 0), int(g or 0), int(k or 0))
+                for s, v, g, k in (pipe.execute() if ids else [])]
+
+    @guard
+    def rewrite_suggestions(self, updates: Sequence[tuple[str, int, dict]]) -> int:
+        """Replace the suggestion fields of undecided images, each (id, version seen, fields) only while the
+        image is still undecided at that version (its version moves on, so a view of the old suggestion is
+        refused); returns how many were rewritten."""
+        commands = [("EVAL", _REWRITE_IF_UNDECIDED, 1, self.key_for(id), int(version),
+                     *[x for pair in fields.items() for x in pair]) for id, version, fields in updates]
+        return sum(int(n) for start in range(0, len(commands), BATCH)
+                   for n in self.write(commands[start:start + BATCH]))
 
     @guard
     def page(self, where: PoolFilter = PoolFilter(), sort: str = "least confident", offset: int = 0,
@@ -167,17 +209,11 @@ class PoolStore(SearchIndex):
         return int(reply[0]), items
 
     @guard
-    def ids(self, where: PoolFilter, limit: int = 100_000) -> list[str]:
-        """Ids of every image ``where`` matches (for bulk actions)."""
-        found, offset = [], 0
-        while offset < limit:
-            reply = self.search(where.query(), "NOCONTENT", "LIMIT", offset, min(10_000, limit - offset))
-            keys = [as_text(k) for k in reply[1:]]
-            found += [k[len(self.prefix):] for k in keys]
-            if len(keys) < 10_000:
-                break
-            offset += len(keys)
-        return found
+    def ids(self, where: PoolFilter) -> list[str]:
+        """Ids of every image ``where`` matches, each once and however many (bulk actions, mining, the map);
+        complete or ``SearchIncomplete`` (see :meth:`SearchIndex.scan`)."""
+        start = len(self.prefix)
+        return [key[start:] for rows in self.scan(where.query()) for key, _ in rows]
 
     @guard
     def get(self, ids: Sequence[str]) -> list[PoolItem | None]:
@@ -260,11 +296,21 @@ class PoolStore(SearchIndex):
             margin=_num(f, "margin"), second=f.get("second", ""), uncertain=f.get("uncertain") == "1",
             label=f.get("label", ""), status=f.get("status", PREDICTED), annotator=f.get("annotator", ""),
             decided_at=f.get("decided_at", ""), model=f.get("model", ""), version=int(_num(f, "version")),
-            neighbors=neighbors, exemplar=f.get("exemplar", ""), flag=f.get("flag", ""), job=f.get("job", ""))
+            neighbors=neighbors, exemplar=f.get("exemplar", ""), flag=f.get("flag", ""), job=f.get("job", ""),
+            generation=int(_num(f, "generation")))
 
 
 _ITEM_FIELDS = ("source", "name", "suggestion", "share", "best", "margin", "second", "uncertain", "label",
-                "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar", "flag", "job")
+                "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar", "flag", "job",
+                "generation")
+
+_REWRITE_IF_UNDECIDED = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'predicted' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'version') or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return 1
+"""
 
 _ADD_IF_NEW = """
 if redis.call('HSETNX', KEYS[1], 'status', 'predicted') == 0 then return 0 end

@@ -13,8 +13,9 @@ A project's Redis holds two vector indexes built from :class:`IndexSchema` value
 Beside them, plain keys: each index's record (``vss:meta:<index name>``: model, dimension, layout version,
 migration and adoption progress), and under
 ``vss:<index>:`` the audit stream (``audit``), each image's history (``hist:<id>``), each annotator's undo stack
-(``undo:<annotator>``), actions (``action:<id>``), mining scores (``scores:<kind>[:<scope>]``, sorted sets) and
-retired exemplars (``retired:<key>``).  Job records, locks and RQ queues: the functions under "jobs" below.  Everything that names a key or a field imports it from here.
+(``undo:<annotator>``), actions (``action:<id>``), mining scores (``scores:<kind>[:<scope>]``, sorted sets, each
+described by ``scoresmeta:<kind>[:<scope>]``), the exemplar-set generation (``generation``) and
+retired exemplars (``retired:<action>:<key>``).  Job records, locks and RQ queues: the functions under "jobs" below.  Everything that names a key or a field imports it from here.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ METRIC = "COSINE"
 
 EXEMPLAR_FIELDS = ("label", "source", "added_by", "added_at", "model", "pool_id")
 
+POOL_SUFFIX = "_pool"  # the pool index of exemplar index ``x`` is ``x_pool``, over keys ``x_pool:<id>``
 # Pool documents: TAG fields (exact, case-sensitive), NUMERIC SORTABLE fields, sortable names.
 POOL_TAGS = ("tag", "suggestion", "status", "job", "flag")
-POOL_NUMBERS = ("best", "share", "margin", "confidence", "uncertain", "version", "decided_ts")
+POOL_NUMBERS = ("best", "share", "margin", "confidence", "uncertain", "version", "decided_ts", "generation")
 POOL_SORTABLE_TEXT = ("name", "suggestion_text")
 POOL_STORED = ("source", "label", "annotator", "decided_at", "model", "neighbors", "exemplar",
-               "added_at", "second")
+               "added_at", "second", "k")
 
 PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED = "predicted", "accepted", "corrected", "dubious", "skipped"
 STATUSES = (PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED)
@@ -133,13 +135,39 @@ class ProjectLayout:
         """Sorted set of mining scores (member: pool id or exemplar key) of ``kind`` over ``scope``."""
         return f"{self.namespace}scores:{kind}" + (f":{scope}" if scope else "")
 
-    def retired_key(self, exemplar_key: str) -> str:
-        """Where a retired exemplar is kept (outside the index) so that retiring can be undone."""
-        return f"{self.namespace}retired:{exemplar_key}"
+    def retired_key(self, exemplar_key: str, action_id: str = "") -> str:
+        """Where an exemplar retired by action ``action_id`` is kept (outside the index) so that retiring can
+        be undone; each retire keeps its own copy (``retired:`` alone is the prefix of them all)."""
+        return f"{self.namespace}retired:" + (f"{action_id}:" if action_id else "") + exemplar_key
 
     def action_key(self, action_id: str) -> str:
         """Hash of one action: who, when, what, and the audit entries it wrote."""
         return f"{self.namespace}action:{action_id}"
+
+    @staticmethod
+    def namespace_of(index: str) -> str:
+        """The prefix of the keys beside exemplar index ``index``."""
+        return f"vss:{index}:"
+
+    @staticmethod
+    def generation_key_of(index: str) -> str:
+        """Counter bumped by every change of the set of exemplars of index ``index`` (load, promotion,
+        relabel, retire, delete); pool suggestions and score sets record the value they were made at."""
+        return f"{ProjectLayout.namespace_of(index)}generation"
+
+    @property
+    def generation_key(self) -> str:
+        """See :meth:`generation_key_of`."""
+        return self.generation_key_of(self.exemplars.name)
+
+    def scores_meta_key(self, kind: str, scope: str = "") -> str:
+        """Hash describing the ranking at ``scores_key(kind, scope)``: ``generation``, ``k``, ``model``, ``at``,
+        ``scored``, ``complete`` ("1"), and ``cancelled_at`` when a later run was stopped before the end."""
+        return f"{self.namespace}scoresmeta:{kind}" + (f":{scope}" if scope else "")
+
+    def scores_tmp_key(self, kind: str, scope: str, run: str) -> str:
+        """Sorted set a scoring run fills; renamed to ``scores_key`` when the run completes."""
+        return f"{self.namespace}scorestmp:{run}:{kind}" + (f":{scope}" if scope else "")
 
 
 # -- jobs (vss_core.jobboard, vss_core.rq_jobs): keys shared by every project on a server ------------
@@ -184,14 +212,14 @@ def project_layout(index: str = "index", prefix: str = "doc:", algorithm: str = 
     """The layout of a project whose exemplar index is ``index`` over keys ``prefix...``."""
     hnsw = MappingProxyType(dict(hnsw or {}))
     exemplars = IndexSchema(index, prefix, algorithm.upper(), hnsw)
-    pool = IndexSchema(f"{index}_pool", f"{index}_pool:", algorithm.upper(), hnsw, tags=POOL_TAGS,
+    pool = IndexSchema(f"{index}{POOL_SUFFIX}", f"{index}{POOL_SUFFIX}:", algorithm.upper(), hnsw, tags=POOL_TAGS,
                        numbers=POOL_NUMBERS, sortable_text=POOL_SORTABLE_TEXT, stored=POOL_STORED,
                        label_in_key=False)
     for a, b in ((exemplars, pool), (pool, exemplars)):
         if b.prefix.startswith(a.prefix):
             raise IndexMismatch(f"key prefix '{a.prefix}' of index '{a.name}' would also take the keys of "
                                 f"index '{b.name}' ('{b.prefix}'); choose another redis.prefix")
-    return ProjectLayout(exemplars, pool, f"vss:{index}:")
+    return ProjectLayout(exemplars, pool, ProjectLayout.namespace_of(index))
 
 
 def layout_for(project) -> ProjectLayout:
