@@ -199,7 +199,7 @@ def test_concurrent_readers_see_monotonic_progress():
         last = -1
         while True:
             s = reg.snapshot(jid)
-            if s.done < last or len(s.errors) != s.done:
+            if s.done < last or s.error_count != s.done:
                 problems.append((last, s.done, len(s.errors)))
             last = s.done
             if s.finished:

@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from ui import resources
+from ui.plain import md
 from vss_core.config import ProjectConfig
 from vss_core.errors import VSSError
 
@@ -102,9 +103,9 @@ def open_project() -> ProjectContext:
 
 
 def project_error_panel(project: ProjectConfig, error: Exception) -> None:
-    st.error(f"**Project '{project.name}' is not usable right now.**\n\n{error}\n\n"
-             f"Config file: `{project.source_file}` · Redis: {project.redis.describe()} · "
-             f"model: `{project.model}`.  Other projects in the sidebar are not affected.",
+    st.error(f"**Project '{md(project.name)}' is not usable right now.**\n\n{md(str(error))}\n\n"
+             f"Config file: {md(str(project.source_file))} · Redis: {md(project.redis.describe())} · "
+             f"model: {md(project.model)}.  Other projects in the sidebar are not affected.",
              icon=":material/error:")
     if st.button("Retry", key="retry_project"):
         resources.forget_target(project)

@@ -55,12 +55,17 @@ def distributed(project, kind: str, spec: dict) -> Callable:
     return work
 
 
+def _roots(path) -> list[str]:
+    """The roots a checked path is bound to, as a queued RQ job can carry them."""
+    return [str(root) for root in getattr(path, "roots", ())]
+
+
 @contextlib.contextmanager
 def _plan_load(project, spec, parent):
     from .loader import collected
 
     with collected(spec["source"], spec["path"], project.data_roots) as (items, refused):  # a zip's files
-        rows = [(str(i.path), i.label, i.id) for i in items]                               # live until the end
+        rows = [(str(i.path), i.label, i.id, _roots(i.path)) for i in items]               # live until the end
         size = project.jobs["chunk_size"]
         calls = [(load_chunk, (project.name, parent, n, rows[s:s + size], spec.get("added_by", "")),
                   len(rows[s:s + size])) for n, s in enumerate(range(0, len(rows), size))]
@@ -76,7 +81,8 @@ def _plan_predict(project, spec, parent):
                                      list(spec.get("names") or ()))
     size = project.jobs["chunk_size"]
     calls = [(predict_chunk, (project.name, parent, n, [str(p) for p in paths[s:s + size]], names[s:s + size],
-                              int(spec["top_n"]), float(spec["threshold"])), len(paths[s:s + size]))
+                              int(spec["top_n"]), float(spec["threshold"]), [_roots(p) for p in paths[s:s + size]]),
+              len(paths[s:s + size]))
              for n, s in enumerate(range(0, len(paths), size))]
     yield calls, refused, 0
 

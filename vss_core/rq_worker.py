@@ -117,12 +117,20 @@ def _chunk(project_name: str, parent: str, index: int, run: Callable[[_Context, 
         return {"error": str(e), "worker": OWNER}
 
 
+def _bound(path: str, roots: list) -> Path:
+    """The path a chunk names, bound again to the roots the app checked it against (opened only under them)."""
+    from .paths import CheckedPath
+
+    roots = [r for r in (roots[0] if roots else None) or ()]
+    return CheckedPath(path, roots=tuple(Path(r) for r in roots)) if roots else Path(path)
+
+
 def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by: str) -> dict:
     """Load ``rows`` of (path, label, id) into the project's exemplars (an RQ job)."""
     from .loader import Item, load_items
 
     def run(ctx, progress):
-        items = [Item(Path(p), label, given) for p, label, given in rows]
+        items = [Item(_bound(p, roots), label, given) for p, label, given, *roots in rows]
         r = load_items(items, ctx.embedder, ctx.decisions.exemplars, added_by, progress=progress,
                        cancel=lambda: progress.cancelled)
         return {"loaded": r.loaded, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled}
@@ -131,13 +139,16 @@ def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by:
 
 
 def predict_chunk(project_name: str, parent: str, index: int, paths: list, names: list, top_n: int,
-                  threshold: float) -> dict:
-    """Predict ``paths`` into the project's review pool, as part of job ``parent`` (an RQ job)."""
+                  threshold: float, roots: list | None = None) -> dict:
+    """Predict ``paths`` into the project's review pool, as part of job ``parent`` (an RQ job).
+
+    ``roots[i]`` are the folders ``paths[i]`` was checked against: the worker checks again when it opens it."""
     from .predict import predict_paths
 
     def run(ctx, progress):
         d = ctx.decisions
-        r = predict_paths([Path(p) for p in paths], ctx.embedder, d.exemplars, d.pool, top_n=top_n,
+        bound = [_bound(p, [r]) for p, r in zip(paths, roots or [None] * len(paths))]
+        r = predict_paths(bound, ctx.embedder, d.exemplars, d.pool, top_n=top_n,
                           threshold=threshold, names=names, progress=progress,
                           cancel=lambda: progress.cancelled, job=parent)
         return {"predicted": r.predicted, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vss_core.fastapi_compat import fastapi_result
+from vss_core.labels import csv_cell
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class SearchResults:
         for r in self.results:
             suggestion = [*_vote_cells(r.majority), *_vote_cells(r.weighted)]
             if r.error is not None:
-                writer.writerow([r.filename, "", "", "", "", "", *suggestion, r.error])
+                writer.writerow(map(csv_cell, [r.filename, "", "", "", "", "", *suggestion, r.error]))
             for rank, n in enumerate(r.neighbors, start=1):
-                writer.writerow([r.filename, rank, n.label, f"{n.score:.6f}", n.id, n.source, *suggestion, ""])
+                writer.writerow(map(csv_cell, [r.filename, rank, n.label, f"{n.score:.6f}", n.id, n.source,
+                                               *suggestion, ""]))
         return out.getvalue()
 
 
