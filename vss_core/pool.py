@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import redis
 
@@ -214,6 +214,14 @@ class PoolStore(SearchIndex):
         complete or ``SearchIncomplete`` (see :meth:`SearchIndex.scan`)."""
         start = len(self.prefix)
         return [key[start:] for rows in self.scan(where.query()) for key, _ in rows]
+
+    def by_name(self, where: PoolFilter = PoolFilter(), page: int = 1000) -> Iterator[PoolItem]:
+        """Every image ``where`` matches, by file name, with no limit (the label sheet): one scan for
+        the names, then the items a page at a time."""
+        named = sorted((as_text(values.get("name")).casefold(), as_text(values.get("name")), key[len(self.prefix):])
+                       for rows in self.scan(where.query(), ("name", "status")) for key, values in rows)
+        for start in range(0, len(named), page):
+            yield from (item for item in self.get([id for *_, id in named[start:start + page]]) if item)
 
     @guard
     def get(self, ids: Sequence[str]) -> list[PoolItem | None]:

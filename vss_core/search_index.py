@@ -23,6 +23,7 @@ DEFAULT_TIMEOUT_MS = 60_000
 DIST = "__dist"
 BATCH = 256
 SCAN_BATCH = 1000
+SCAN_PASSES = 2  # a filtered scan that saw fewer than the query matches reads the cursor once more
 CURSOR_IDLE_MS = 300_000  # the search module's default CURSOR_MAX_IDLE
 
 
@@ -303,6 +304,17 @@ class SearchIndex:
 
     def _scan_query(self, query: str, fields: tuple, batch: int):
         seen: set[str] = set()
+        before = self._count(query)
+        for attempt in range(SCAN_PASSES):
+            yield from self._cursor_pass(query, fields, batch, seen)
+            total = min(before, self._count(query))  # documents leaving or joining meanwhile are no loss
+            if len(seen) >= total:
+                return
+        raise SearchIncomplete(f"scanning index '{self.index_name}' for {query!r} saw {len(seen):,} of "
+                               f"{total:,} documents (server timeout, or many changed meanwhile): run it again")
+
+    def _cursor_pass(self, query: str, fields: tuple, batch: int, seen: set[str]):
+        """One FT cursor over ``query`` to its end, yielding the documents not in ``seen`` (and adding them)."""
         rows, cursor = self._cursor("FT.AGGREGATE", self.index_name, query, "LOAD", 1 + len(fields), "@__key",
                                     *(f"@{name}" for name in fields), "WITHCURSOR", "COUNT", batch,
                                     "MAXIDLE", CURSOR_IDLE_MS, "TIMEOUT", self.timeout_ms, "DIALECT", 2)
@@ -323,10 +335,6 @@ class SearchIndex:
         finally:
             if cursor:
                 self._close_cursor(cursor)
-        total = self._count(query)
-        if len(seen) < total:
-            raise SearchIncomplete(f"scanning index '{self.index_name}' for {query!r} saw {len(seen):,} of "
-                                   f"{total:,} documents (server timeout, or many changed meanwhile): run it again")
 
     @guard
     def _cursor(self, *command) -> tuple[list, int]:
