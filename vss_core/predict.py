@@ -114,13 +114,14 @@ def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress,
     report.failed.extend(unreadable)
     _advance(progress, len(chunk) - len(todo), unreadable)
     for batch in (embedder.iter_embed([path for _, path, _ in todo]) if todo else ()):
+        found_at = pool.generation()  # read before the search: a change meanwhile makes these stale, not fresh
         neighbor_lists = exemplars.knn(batch.vectors, top_n) if len(batch.ok) else []
         predictions = []
         for index, vector, neighbors in zip(batch.ok, batch.vectors, neighbor_lists):
             id, path, name = todo[index]
             majority, weighted = vote(neighbors)
             predictions.append(Prediction(id, path_text(path), name, vector, tuple(neighbors), majority, weighted,
-                                          getattr(embedder, "model_name", ""), job))
+                                          getattr(embedder, "model_name", ""), job, generation=found_at))
         pool.add(predictions, threshold)
         errors = [(path_text(todo[err.index][1]), err.reason) for err in batch.errors]
         report.predicted += len(predictions)
