@@ -329,7 +329,7 @@ def test_zip_upload_and_delete_with_confirmation(app_env):
     assert (counts_before["Exemplars"], counts_before["Labels"]) == ("6", "2")
     label = at.selectbox(key="browse_label").value
     at.button(key="ask_delete_label").click().run()
-    assert "cannot be undone" in " ".join(w.value for w in at.warning)
+    assert "undo it from the audit" in " ".join(w.value for w in at.warning)
     at.button(key="confirm_no").click().run()
     assert {m.label: m.value for m in at.metric} == counts_before
     at.button(key="ask_delete_label").click().run()

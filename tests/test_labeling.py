@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures_models import LABELS, label_image
 from tests.fixtures_redis import make_project
+from tests.test_store import retired, review_of
 from vss_core.decisions import Change, open_decisions
 from vss_core.embedder import Embedder
 from vss_core.errors import IndexMismatch, InputError
@@ -255,13 +256,10 @@ def test_index_records_its_model(redis_project, redis_client):
 
 
 def test_relabel_never_overwrites(vector_store):
-    from vss_core.errors import VSSError
-    from vss_core.store import Record
-
     vector_store.ensure_index(4)
     vector_store.add([Record("cat", "1", np.ones(4)), Record("dog", "1", np.full(4, 2.0))])
-    with pytest.raises(VSSError, match="exists already"):
-        vector_store.relabel("doc:cat:1", "dog")
+    result = review_of(vector_store).relabel(["doc:cat:1"], "dog", "ann")
+    assert result.applied == () and "exists already" in result.refused[0].reason
     client = vector_store.client
     assert np.frombuffer(client.hget("doc:dog:1", "vector"), np.float32)[0] == 2.0
     assert client.exists("doc:cat:1")
@@ -281,12 +279,14 @@ def test_odd_labels_list_delete_and_relabel(vector_store):
     for i, label in enumerate(ODD_LABELS):
         listed = vector_store.exemplars(label)
         assert [e.label for e in listed] == [label], label
+    review = review_of(vector_store)
+    fixed = {label: label.replace("\t", " ") + " ✓" for label in ODD_LABELS[:10]}  # a tab is no label (validate_label)
     for i, label in enumerate(ODD_LABELS[:10]):
-        new_key = vector_store.relabel(vector_store.key_for(label, str(i)), label + " ✓")
-        assert vector_store.exemplars(label + " ✓")[0].key == new_key
+        assert review.relabel([vector_store.key_for(label, str(i))], fixed[label], "ann").applied, label
+        assert vector_store.exemplars(fixed[label])[0].key == vector_store.key_for(fixed[label], str(i))
     for label in ODD_LABELS[10:]:
-        assert vector_store.delete_label(label) == 1, label
-    assert set(vector_store.label_counts()) == {label + " ✓" for label in ODD_LABELS[:10]}
+        assert retired(review.retire_label(label, "ann")) == 1, label
+    assert set(vector_store.label_counts()) == set(fixed.values())
 
 
 

@@ -38,7 +38,7 @@ def test_every_change_of_the_exemplar_set_moves_the_generation_on(small):
     step("retire", lambda: review.retire([d.exemplars.key_for("rings", ids[1])], "aud"))
     step("undo retire", lambda: d.undo("aud"))
     step("load", lambda: d.exemplars.add([Record("rings", "new", np.ones(8, np.float32))]))
-    step("delete label", lambda: d.exemplars.delete_label("rings"))
+    step("delete label", lambda: review.retire_label("rings", "aud"))
     assert steps == [("dubious (no exemplar)", 0), ("accept (promotes)", 1), ("keep", 0), ("relabel", 1),
                      ("retire", 1), ("undo retire", 1), ("load", 1), ("delete label", 1)]
 

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import redis
 
+from vss_core.decisions import Decisions
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
+from vss_core.exemplar_review import ExemplarReview
+from vss_core.pool import PoolStore
+from vss_core.schema import project_layout
 from vss_core.store import Record, VectorStore, connect_store, open_store
 
 DIM = 8
@@ -29,6 +33,18 @@ def fastapi_vss_index(client, dim: int = DIM, name: str = "index") -> None:
 
 def fastapi_vss_write(client, label: str, id: str, vector: np.ndarray) -> None:
     client.hset(f"doc:{label}:{id}", mapping={"vector": vector.astype(np.float32).tobytes(), "tag": label})
+
+
+def review_of(store):
+    """The audited exemplar actions (the only way exemplars leave the index or change label) over a bare store
+    of the default layout; pool documents are read by key, so no pool index is needed."""
+    layout = project_layout()
+    return ExemplarReview(Decisions(PoolStore(store.client, layout.pool), store, layout))
+
+
+def retired(results) -> int:
+    """How many exemplars the chunked actions of ``ExemplarReview.retire_label`` retired."""
+    return sum(len(r.applied) for r in results)
 
 
 def test_round_trip(vector_store):
@@ -62,23 +78,26 @@ def test_round_trip(vector_store):
     assert (first.source, first.added_by, first.model) == ("/img/0.jpg", "ann", "m1")
     assert datetime.fromisoformat(first.added_at).tzinfo is not None
 
-    new_key = vector_store.relabel("doc:cat:id0", "dog")
-    assert new_key == "doc:dog:id0"
-    assert vector_store.exists(["doc:cat:id0", new_key]) == [False, True]
+    review = review_of(vector_store)
+    assert review.relabel(["doc:cat:id0"], "dog", "ann").applied == ("doc:cat:id0",)
+    assert vector_store.exists(["doc:cat:id0", "doc:dog:id0"]) == [False, True]
     assert vector_store.knn(data[0], 1)[0][0].label == "dog"
     assert vector_store.label_counts() == {"cat": 3, "dog": 4, "bird": 2}
 
-    assert vector_store.delete("doc:bird:id7") is True
-    assert vector_store.delete("doc:bird:id7") is False
-    assert vector_store.delete_label("dog") == 4
+    assert review.retire(["doc:bird:id7"], "ann").applied == ("doc:bird:id7",)
+    assert review.retire(["doc:bird:id7"], "ann").applied == ()
+    assert retired(review.retire_label("dog", "ann")) == 4
     assert vector_store.label_counts() == {"cat": 3, "bird": 1}
     assert vector_store.exemplars("dog") == []
 
 
 def test_relabel_missing_key_and_empty_label(vector_store):
     vector_store.ensure_index(DIM)
-    with pytest.raises(VSSError, match="doc:cat:nope"):
-        vector_store.relabel("doc:cat:nope", "dog")
+    vector_store.add([Record("cat", "1", vectors(1)[0])])
+    review = review_of(vector_store)
+    assert "doc:cat:nope" in review.relabel(["doc:cat:nope"], "dog", "ann").refused[0].reason
+    with pytest.raises(VSSError, match="empty label"):
+        review.relabel(["doc:cat:1"], "  ", "ann")
     with pytest.raises(VSSError, match="empty label"):
         vector_store.add([Record(" ", "1", vectors(1)[0])])
 
@@ -108,9 +127,10 @@ def test_special_labels(redis_client, layout):
         assert sorted(e.id for e in store.exemplars(label)) == [f"{i}0", f"{i}1"], label
         assert [e.label for e in store.exemplars(label, offset=1, limit=5)] == [label]
         assert store.knn(data[2 * i], 1)[0][0].label == label
-    assert store.delete_label("a,b") == 2
-    assert store.delete_label("Cat") == 2
-    assert store.delete_label("x:y") == 2
+    review = review_of(store)
+    assert retired(review.retire_label("a,b", "ann")) == 2
+    assert retired(review.retire_label("Cat", "ann")) == 2
+    assert retired(review.retire_label("x:y", "ann")) == 2
     remaining = {label: 2 for label in SPECIAL if label not in ("a,b", "Cat", "x:y")}
     assert store.label_counts() == remaining
 
@@ -164,7 +184,7 @@ def test_hnsw_index(redis_client):
     hits = store.knn(data[:50], 5)
     assert sum(h[0].id == str(i) for i, h in enumerate(hits)) >= 48
     assert all(len(h) == 5 for h in hits)
-    assert store.delete_label("l0") == 60
+    assert retired(review_of(store).retire_label("l0", "ann")) == 60
     assert all(len(h) == 5 and all(n.label != "l0" for n in h) for h in store.knn(data[:20], 5))
 
 

@@ -1,14 +1,19 @@
-"""Index overview: totals, count per label, browsing exemplars, deleting with a confirmation."""
+"""Index overview: totals, count per label, browsing exemplars, deleting (retiring: audited, undoable) with a
+confirmation."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from ui import state
+from ui.mining_view import undo_button
 from ui.plain import md
+from ui.review import flash, show_flash
 from ui.thumbs import thumb_cache
 from vss_core import migrations
+from vss_core.decisions import decisions_over
 from vss_core.errors import VSSError
+from vss_core.exemplar_review import RETIRE_CHUNK, ExemplarReview
 
 CONFIRM = "confirm_delete"   # holds "label:<label>" or "key:<redis key>" while asking
 BROWSE_PAGE = 24
@@ -33,6 +38,28 @@ def overview(store) -> dict[str, int]:
     return counts
 
 
+def _review(store) -> ExemplarReview:
+    return ExemplarReview(decisions_over(store, state.current_project()))
+
+
+def _retire(store, kind: str, target: str) -> None:
+    """Retire what the confirmation named (a label: 500 exemplars per undoable action) and say what happened."""
+    review = _review(store)
+    if kind == "label":
+        results = review.retire_label(target, state.annotator())
+    else:
+        results = [review.retire([target], state.annotator())]
+    done, actions = sum(len(r.applied) for r in results), sum(1 for r in results if r.applied)
+    refused = [c.reason for r in results for c in r.refused]
+    text = f"Retired {done:,} exemplar(s) {f'labeled {target}' if kind == 'label' else target}"
+    if actions > 1:
+        text += f" in {actions} actions of up to {RETIRE_CHUNK} (each undo takes back one)"
+    text += "; undo with “Undo my last action” here or on the Exemplar audit page."
+    if refused:
+        text += f" {len(refused)} refused: " + "; ".join(refused[:3])
+    flash("success" if done and not refused else "warning", text)
+
+
 def _confirm(store) -> None:
     pending = st.session_state.get(CONFIRM)
     if not pending:
@@ -40,14 +67,17 @@ def _confirm(store) -> None:
     kind, _, target = pending.partition(":")
     what = f"every exemplar labeled **{md(target)}**" if kind == "label" else f"exemplar {md(target)}"
     with st.container(border=True):
-        st.warning(f"Delete {what}? This cannot be undone.", icon=":material/delete_forever:")
+        st.warning(f"Retire {what}? It leaves the index (searches and suggestions no longer see it), and a pool "
+                   "image it was promoted from becomes dubious. Recorded in the audit under your name and kept "
+                   "aside: undo it from the audit (“Undo my last action” here or on the Exemplar audit page).",
+                   icon=":material/delete:")
         yes, no = st.columns(2)
-        if yes.button("Yes, delete", type="primary", key="confirm_yes"):
+        if yes.button("Yes, retire", type="primary", key="confirm_yes"):
             st.session_state.pop(CONFIRM, None)
-            if kind == "label":
-                st.toast(f"Deleted {store.delete_label(target)} exemplar(s) labeled {md(target)}.")
-            else:
-                st.toast("Deleted." if store.delete(target) else "It was already gone.")
+            try:
+                _retire(store, kind, target)
+            except VSSError as e:
+                flash("error", str(e))
             st.rerun()
         if no.button("Cancel", key="confirm_no"):
             st.session_state.pop(CONFIRM, None)
@@ -121,9 +151,11 @@ def adoption(store, model: str) -> None:
 
 
 def render(store, model: str = "") -> None:
+    show_flash()
     try:
         adoption(store, model)
         counts = overview(store)
         browse(store, counts)
+        undo_button(_review(store).d, "exemplars_undo")
     except VSSError as e:
         st.error(md(e))

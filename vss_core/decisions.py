@@ -22,6 +22,7 @@ from .errors import InputError
 from .exemplar_owner import PoolExemplars, public, same_state
 from .exemplar_review import ExemplarReview
 from .index_layout import as_text
+from .labels import validate_label
 from .pool import PoolStore
 from .schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
 from .store import VectorStore
@@ -65,15 +66,16 @@ class Decisions:
 
     # -- actions ---------------------------------------------------------------------------
     def apply(self, changes: Sequence[Change], annotator: str, kind: str = "decide") -> ActionResult:
-        """Apply ``changes`` as one undoable action by ``annotator``."""
+        """Apply ``changes`` as one undoable action by ``annotator``; a label that is not one
+        (:func:`~vss_core.labels.validate_label`) refuses the whole action."""
         annotator = check_annotator(annotator)
         for change in changes:
             if change.status is not None and change.status not in STATUSES:
                 raise InputError(f"unknown status {change.status!r} for image {change.id}")
             if change.flag is not None and change.flag not in FLAGS:
                 raise InputError(f"unknown flag {change.flag!r} for image {change.id} (known: {', '.join(FLAGS)})")
-            if change.label is not None and not change.label.strip():
-                raise InputError(f"empty label for image {change.id}")
+            if change.label is not None:
+                validate_label(change.label, f"image {change.id}")
         return self._run({c.id: c for c in changes}, annotator, kind, undoable=True)
 
     def undo(self, annotator: str) -> ActionResult:
@@ -194,7 +196,7 @@ def _new_id() -> str:
 
 
 __all__ = ["Change", "Conflict", "ActionResult", "HistoryEntry", "Decisions", "ACCEPTED", "CORRECTED",
-           "DUBIOUS", "SKIPPED", "PREDICTED", "open_decisions"]
+           "DUBIOUS", "SKIPPED", "PREDICTED", "open_decisions", "decisions_over"]
 
 
 def open_decisions(project, dim: int, model: str | None = None) -> Decisions:
@@ -205,3 +207,12 @@ def open_decisions(project, dim: int, model: str | None = None) -> Decisions:
 
     exemplars = open_store(project, dim, model)
     return Decisions(open_pool(project, dim, model), exemplars, layout_for(project), promote=project.promote)
+
+
+def decisions_over(store: VectorStore, project) -> Decisions:
+    """Decisions over ``project``'s open exemplar ``store`` that create no index (retiring exemplars and undoing
+    read pool documents by key only): what the Exemplars page retires and undoes through."""
+    from .schema import layout_for
+
+    layout = layout_for(project)
+    return Decisions(PoolStore(store.client, layout.pool), store, layout, promote=project.promote)

@@ -6,7 +6,9 @@ Retiring moves the exemplar's hash out of the index (``vss:<index>:retired:<key>
 deleting it, so undo puts it back as it was, vector included.  An exemplar promoted from a pool image
 moves with its pool document through :class:`~vss_core.exemplar_owner.PoolExemplars`: a relabel changes
 the image's label too, a retire makes it dubious, each in the same transaction and in the image's
-history.  Works on fastapi-vss databases too.
+history.  This is the only way exemplars leave the index or change label (the Exemplars page's "delete" retires),
+so every such change is attributed, undoable and moves the exemplar-set generation on.  Works on fastapi-vss
+databases too.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .audit_log import ActionResult, Conflict, check_annotator, now_text
-from .errors import InputError
 from .index_layout import as_text
+from .labels import validate_label
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"
+RETIRE_CHUNK = 500  # exemplars per transaction (and per undoable action) when a whole label is retired
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,7 @@ class ExemplarReview:
 
     def relabel(self, keys: Sequence[str], new_label: str, annotator: str) -> ActionResult:
         """Move exemplars to ``new_label``; one whose new key exists already is refused."""
-        if not new_label.strip():
-            raise InputError("empty label")
-        new_label = new_label.strip()
+        new_label = validate_label(new_label, "relabel")
         return self._act(keys, annotator, RELABEL, lambda key, label, who, _: (
             self.store.key_for(new_label, self.store.split_key(key)[1]), new_label, ""))
 
@@ -59,6 +60,13 @@ class ExemplarReview:
         """Take exemplars out of the index (kept aside for undo)."""
         return self._act(keys, annotator, RETIRE, lambda key, label, who, action: (
             self.d.layout.retired_key(key, action), label, ""))
+
+    def retire_label(self, label: str, annotator: str, chunk: int = RETIRE_CHUNK) -> list[ActionResult]:
+        """Retire every exemplar of ``label`` (as :meth:`retire`: a promoted pool image becomes dubious),
+        ``chunk`` per transaction, each an undoable action of its own; one result per chunk."""
+        annotator = check_annotator(annotator)
+        keys = self.store.keys_of(label)
+        return [self.retire(keys[start:start + chunk], annotator) for start in range(0, len(keys), chunk)]
 
     def _act(self, keys: Sequence[str], annotator: str, kind: str, target) -> ActionResult:
         annotator = check_annotator(annotator)
@@ -134,4 +142,4 @@ def _with_pool(state: dict, link, side: str) -> dict:
     return state | {"pool_id": link.id, "pool": getattr(link, side)}
 
 
-__all__ = ["ExemplarReview", "KEEP", "RELABEL", "RETIRE"]
+__all__ = ["ExemplarReview", "KEEP", "RELABEL", "RETIRE", "RETIRE_CHUNK"]

@@ -6,6 +6,11 @@ the model name, as MBARI's ``mbari-aidata`` writes it.  VSS also writes the labe
 are filtered and counted by the index; where a document lacks it (fastapi-vss's, not adopted) the keys
 are read instead.  Labels are always compared exactly.
 
+The store adds exemplars; none leaves the index or changes label here: that is done only by the audited,
+undoable actions of :class:`~vss_core.exemplar_review.ExemplarReview` (retire, retire_label, relabel), which
+keep a promoted pool image's document in step (:class:`~vss_core.exemplar_owner.PoolExemplars`) and move the
+exemplar-set generation on.
+
 Batch KNN is one pipeline of raw ``FT.SEARCH ... KNN`` (DIALECT 2), not redisvl: at
 20k x 768, 32 queries, redisvl's ``batch_query`` was no faster than the raw pipeline
 (FLAT ~77 vs ~73 ms, HNSW ~10 vs ~9 ms) and needs per-query objects built from lists.
@@ -26,8 +31,6 @@ from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
 
 __all__ = ["Record", "Neighbor", "Exemplar", "IndexInfo", "VectorStore", "connect_store", "open_store"]
-
-_PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -153,51 +156,13 @@ class VectorStore(SearchIndex):
                 if values[LABEL] is None and values[VECTOR] is not None and len(values[VECTOR]) == size]
 
     @guard
-    def delete_label(self, label: str) -> int:
-        """Delete every exemplar of ``label``; returns how many."""
-        keys = self._keys_of(label)
-        deleted = 0
-        for start in range(0, len(keys), _PAGE):
-            deleted += self.client.delete(*keys[start:start + _PAGE])
-        if deleted:
-            generation.bump(self.client, self.index_name)
-        return deleted
-
-    @guard
-    def delete(self, key: str) -> bool:
-        """Delete one exemplar; False when it was not there."""
-        return bool(self.client.delete(key))
-
-    @guard
-    def relabel(self, key: str, new_label: str) -> str:
-        """Move exemplar ``key`` to ``new_label`` (key ``doc:<new>:<id>``) atomically; returns the new key.
-
-        Refused when an exemplar with the new key exists already: nothing is overwritten."""
-        if not new_label.strip():
-            raise VSSError(f"{key}: empty label")
-        new_key = self.key_for(new_label, self.split_key(key)[1])
-
-        def move(pipe) -> None:
-            if not pipe.exists(key):
-                raise VSSError(f"cannot relabel {key}: no such exemplar")
-            if new_key != key and pipe.exists(new_key):
-                raise VSSError(f"cannot relabel {key}: {new_key} exists already")
-            pipe.multi()
-            if new_key != key:
-                pipe.rename(key, new_key)
-            pipe.hset(new_key, mapping=self.label_mapping(new_label))
-
-        self.client.transaction(move, key, new_key)
-        return new_key
-
-    @guard
     def exemplars(self, label: str, offset: int = 0, limit: int = 50) -> list[Exemplar]:
         """One page of the exemplars of ``label`` with source, added_by, added_at and model."""
         if self._exact(label):  # documents without the label field (fastapi-vss's): listed once adopted
             reply = self.search(self._label_query(label), "NOCONTENT", "LIMIT", offset, limit)
             keys = [as_text(key) for key in reply[1:]]
         else:
-            keys = self._keys_of(label)[offset:offset + limit]
+            keys = self.keys_of(label)[offset:offset + limit]
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key, EXEMPLAR_FIELDS)
@@ -208,7 +173,7 @@ class VectorStore(SearchIndex):
                                   fields["added_by"], fields["added_at"], fields["model"] or self.model))
         return found
 
-    def _keys_of(self, label: str) -> list[str]:
+    def keys_of(self, label: str) -> list[str]:
         """Every key of ``label``: the index's answer where documents have the field, the keys' otherwise."""
         keys = []
         if LABEL in self.layout().fields:
@@ -219,7 +184,7 @@ class VectorStore(SearchIndex):
     @guard
     def unlabeled_count(self) -> int:
         """How many documents lack the ``label`` field (all of a fastapi-vss index that is not adopted,
-        and those its tools added since adoption): they are counted, searched and deleted, but listed
+        and those its tools added since adoption): they are counted, searched and retired, but listed
         by label only after :func:`vss_core.migrations.adopt`."""
         return len(self._unlabeled_keys()) if LABEL in self.layout().fields else self.info().count
 
