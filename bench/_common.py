@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from tests.fixtures_models import natural_image  # noqa: E402,F401  (the tests' photo-like images)
+from vss_core.timeutil import now_iso  # noqa: E402
 
 
 # ---------------------------------------------------------------- machine, results, tables
@@ -51,7 +51,7 @@ def machine() -> dict:
 def save_result(name: str, payload: dict) -> Path:
     """Write bench/results/<name>.json (latest run) and append it to bench/results/history.jsonl."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"bench": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"bench": name, "when": now_iso(),
               "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, default=float))

@@ -83,14 +83,15 @@ def profile_preprocess(paths: list[Path], top: int = 8) -> None:
 
 def bench_model(kind: str, paths: list[Path], args, client, tmp: Path) -> tuple[list[dict], dict]:
     from vss_core.embedder import Embedder
+    from vss_core.schema import project_layout
     from vss_core.store import Record, VectorStore
 
     model_dir = common.save_model(kind, tmp / kind)
     fast = Embedder(model_dir, device="cpu", batch_size=args.batch, fast=True)
     slow = Embedder(model_dir, device="cpu", batch_size=args.batch, fast=False)
     assert fast.fast and not slow.fast, "the ViT processor must take the fast path"
-    store = VectorStore(client, f"idx_{kind}", f"{kind}:")
-    store.ensure_index(fast.dim, "FLAT")
+    store = VectorStore(client, project_layout(f"idx_{kind}", f"{kind}:", "FLAT").exemplars)
+    store.ensure_index(fast.dim)
     vectors, _ = common.clustered(args.exemplars, fast.dim, clusters=50)
     store.add(Record(f"label{i % 50}", str(i), v) for i, v in enumerate(vectors))
 

@@ -17,6 +17,8 @@ import time
 import _common as common
 import numpy as np
 
+from vss_core.timeutil import now_iso
+
 TARGET = 5.0
 
 
@@ -29,17 +31,19 @@ def records(vectors: np.ndarray, labels: int = 50, start: int = 0) -> list:
 
 
 def fresh_store(client, dim: int, algorithm: str):
+    from vss_core.schema import project_layout
     from vss_core.store import VectorStore
 
     client.flushall()
-    store = VectorStore(client)
-    store.ensure_index(dim, algorithm, {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10})
+    store = VectorStore(client, project_layout(algorithm=algorithm, hnsw={"M": 16, "EF_CONSTRUCTION": 200,
+                                                                           "EF_RUNTIME": 10}).exemplars)
+    store.ensure_index(dim)
     return store
 
 
 def one_round_trip_each(store, recs: list) -> None:
     """What a simple client does: one HSET (one round trip) per vector."""
-    added_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    added_at = now_iso()
     for r in recs:
         store.client.hset(store.key_for(r.label, r.id), mapping={
             "vector": np.asarray(r.vector, dtype=np.float32).tobytes(), "tag": r.model, "label": r.label,
@@ -49,7 +53,7 @@ def one_round_trip_each(store, recs: list) -> None:
 def packed_writes(store, recs: list, chunk: int = 256) -> None:
     """Reference, not what the store does: the same HSETs, each chunk of 256 sent in one socket write
     (redis-py's pipeline writes every 1-2 commands when values are 3 KB)."""
-    added_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    added_at = now_iso()
     for start in range(0, len(recs), chunk):
         common.one_write(store.client, [(
             "HSET", store.key_for(r.label, r.id), "vector", np.asarray(r.vector, dtype=np.float32).tobytes(),

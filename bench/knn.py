@@ -183,20 +183,21 @@ def main() -> None:
     args = parser.parse_args()
     efs = [int(v) for v in args.ef.split(",") if v]
     sizes = [int(v) for v in args.recall_sizes.split(",") if v]
+    from vss_core.schema import project_layout
     from vss_core.store import VectorStore
 
     started = time.perf_counter()
     result = {"n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k, "hnsw": HNSW, "recall": {}}
     with common.embedded_redis() as client:
         data, draw = common.clustered(max([args.n, *sizes]), args.dim, args.clusters)
-        hnsw = VectorStore(client, "hnsw", "v:")
-        hnsw.ensure_index(args.dim, "HNSW", HNSW)
+        hnsw = VectorStore(client, project_layout("hnsw", "v:", "HNSW", HNSW).exemplars)
+        hnsw.ensure_index(args.dim)
         start = time.perf_counter()
         hnsw.add(records(data[:args.n]))
         result["hnsw_insert_s"] = {args.n: time.perf_counter() - start}
-        flat = VectorStore(client, "flat", "v:")  # a second index over the same hashes
+        flat = VectorStore(client, project_layout("flat", "v:", "FLAT").exemplars)  # a second index over the same hashes
         start = time.perf_counter()
-        flat.ensure_index(args.dim, "FLAT")
+        flat.ensure_index(args.dim)
         wait_indexed(client, "flat")
         result["flat_index_s"] = time.perf_counter() - start
 
@@ -221,8 +222,8 @@ def main() -> None:
         for size in sizes:
             if size != args.n:
                 client.flushall()
-                hnsw = VectorStore(client, "hnsw", "v:")
-                hnsw.ensure_index(args.dim, "HNSW", HNSW)
+                hnsw = VectorStore(client, project_layout("hnsw", "v:", "HNSW", HNSW).exemplars)
+                hnsw.ensure_index(args.dim)
                 start = time.perf_counter()
                 for chunk in range(0, size, 10_000):
                     hnsw.add(records(data[chunk:min(size, chunk + 10_000)], start=chunk))

@@ -76,12 +76,13 @@ def memory_mb(client, index: str) -> dict:
 
 
 def load(client, gen: Clusters, n: int, algorithm: str, hnsw: dict, truth: ExactTopK | None, label: str) -> dict:
+    from vss_core.schema import project_layout
     from vss_core.store import VectorStore
 
     client.flushall()
     base = {"used_memory_mb": client.info("memory")["used_memory"] / 2**20}
-    store = VectorStore(client)
-    store.ensure_index(gen.centers.shape[1], algorithm, hnsw)
+    store = VectorStore(client, project_layout(algorithm=algorithm, hnsw=hnsw).exemplars)
+    store.ensure_index(gen.centers.shape[1])
     started, writing, last = time.perf_counter(), 0.0, time.perf_counter()
     for start in range(0, n, CHUNK):
         chunk = gen.rows(start, min(CHUNK, n - start))

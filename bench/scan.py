@@ -30,8 +30,8 @@ def load(client, n: int, dim: int, labels: int):
     from vss_core.store import VectorStore
 
     client.flushall()
-    store = VectorStore(client)
-    store.ensure_index(dim, "FLAT")
+    store = VectorStore(client)  # the default layout: FLAT
+    store.ensure_index(dim)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     for start in range(0, n, CHUNK):

@@ -107,6 +107,17 @@ def test_embed_prints_vectors(run, tiny_vit_dir, image_folder):
     assert len(data["embeddings"][0]) == dim
 
 
+def test_embed_json_is_the_rest_embed_payload_with_the_unreadable_files_named(run, image_folder, tmp_path):
+    image, corrupt = image_folder / "circles" / "circles_0.jpg", tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    code, out, err = run("embed", "plankton", image, corrupt)
+    data = json.loads(out)
+    assert code == 1 and str(corrupt) in err
+    assert list(data) == ["filenames", "embeddings", "errors"]  # what POST /embed answers
+    assert data["filenames"] == [str(image)] and len(data["embeddings"]) == 1
+    assert list(data["errors"]) == [str(corrupt)] and data["errors"][str(corrupt)] in err
+
+
 def test_stats_shows_dimension_algorithm_and_labels(run, loaded):
     code, out, _ = run("stats", "plankton")
     assert code == 0

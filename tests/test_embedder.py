@@ -161,7 +161,7 @@ def test_bad_images_fail_per_file_and_the_batch_goes_on(vit, tmp_path, folder_fi
     sources = [good[0], *bad.values(), good[1], good[2].read_bytes()]
     result = vit.embed(sources)
     assert result.ok == [0, len(sources) - 2, len(sources) - 1]
-    assert result.failed == list(range(1, len(bad) + 1))
+    assert [e.index for e in result.errors] == list(range(1, len(bad) + 1))
     assert all(isinstance(e, ImageError) for e in result.errors)
     assert [e.source for e in result.errors] == [str(p) for p in bad.values()]
     np.testing.assert_allclose(result.vectors, vit.embed(good).vectors, atol=1e-6)
@@ -243,7 +243,7 @@ def test_batches_keep_order_across_boundaries(vit, folder_files, tmp_path):
     np.testing.assert_allclose(np.concatenate([p.vectors for p in parts]), alone, atol=1e-5)
     broken = files[:3] + [tmp_path / "missing.jpg", tmp_path / "gone.png"] + files[3:]
     result = vit.embed(broken)
-    assert result.ok == [0, 1, 2, 5, 6, 7, 8] and result.failed == [3, 4]
+    assert result.ok == [0, 1, 2, 5, 6, 7, 8] and [e.index for e in result.errors] == [3, 4]
     np.testing.assert_allclose(result.vectors, alone, atol=1e-5)
     empty = vit.embed([])
     assert isinstance(empty, EmbedResult) and empty.vectors.shape == (0, 32) and empty.ok == []

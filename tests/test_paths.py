@@ -1,10 +1,14 @@
 import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from vss_core.errors import PathNotAllowed
-from vss_core.paths import resolve_under_roots
+from vss_core.paths import atomic_write, resolve_under_roots
+
+BOUND_S = 60  # a bound on every wait: a regression fails instead of hanging the suite
 
 
 @pytest.fixture
@@ -108,3 +112,59 @@ def test_home_expansion(monkeypatch, tree):
     root, _ = tree
     monkeypatch.setenv("HOME", str(root))
     assert resolve_under_roots("~/imgs", ["~"]) == (root / "imgs").resolve()
+
+
+def renames_together(monkeypatch, writers: int = 2) -> None:
+    """Make each writer wait at its rename until all ``writers`` have written their file: they race."""
+    all_written, real_replace = threading.Barrier(writers, timeout=BOUND_S), os.replace
+
+    def replace_together(src, dst):
+        all_written.wait()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_together)
+
+
+def in_threads(fn, args_list) -> list[BaseException]:
+    """Run ``fn(*args)`` for each args at once, each in its thread; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def run(*args):
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=args, daemon=True) for args in args_list]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(BOUND_S)
+    assert not any(thread.is_alive() for thread in threads), "a writer hangs"
+    return errors
+
+
+def test_two_writers_racing_for_one_file_each_leave_it_whole(tmp_path, monkeypatch):
+    target = tmp_path / "shared.bin"
+    target.write_bytes(b"old")
+    payloads = [bytes([n]) * 2_000_000 for n in (1, 2)]
+    renames_together(monkeypatch)
+    assert in_threads(atomic_write, [(target, data) for data in payloads]) == []
+    assert target.read_bytes() in payloads  # one writer's bytes, whole: never a mix, never cut short
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.bin"]  # no temporary file left behind
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "kept.txt"
+    atomic_write(target, "first")
+
+    def fails_halfway(path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fails_halfway)
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["kept.txt"]
+    atomic_write(target, lambda path: path.write_bytes(b"third"))  # a library's save(path)
+    assert target.read_bytes() == b"third"

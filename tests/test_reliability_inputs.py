@@ -277,3 +277,15 @@ def test_query_folder_with_a_non_utf8_name_gives_printable_names(tmp_path, image
     out = Sources()
     add_server_path(out, str(tmp_path), SimpleNamespace(data_roots=(tmp_path,)))
     assert out.names == ["q\\xe9.jpg"] and os.path.exists(out.sources[0])
+
+
+def test_two_sessions_saving_the_same_upload_at_once_both_get_the_whole_file(tmp_path, monkeypatch):
+    from tests.test_paths import in_threads, renames_together
+    from ui.inputs import save_upload
+
+    data = (Path(__file__).parent / "pngs.py").read_bytes() * 200
+    renames_together(monkeypatch)  # both sessions have written before either renames
+    saved: list[Path] = []
+    assert in_threads(lambda: saved.append(save_upload(data, "Photo.JPG", tmp_path / "uploads")), [(), ()]) == []
+    assert len(saved) == 2 and saved[0] == saved[1] and saved[0].read_bytes() == data
+    assert [p.name for p in (tmp_path / "uploads").iterdir()] == [saved[0].name]

@@ -143,8 +143,8 @@ def test_attach_to_fastapi_vss_index(redis_client):
     redis_client.hset("doc:old:style:3", mapping={"vector": data[2].tobytes()})
     before = redis_client.execute_command("FT.INFO", "index")[:8]
 
-    store = VectorStore(redis_client)
-    info = store.ensure_index(DIM, "HNSW")
+    store = VectorStore(redis_client, project_layout(algorithm="HNSW").exemplars)
+    info = store.ensure_index(DIM)
     assert (info.dim, info.algorithm, info.count) == (DIM, "FLAT", 3)
     assert redis_client.execute_command("FT.INFO", "index")[:8] == before
     assert store.label_counts() == {"cat": 1, "dog": 1, "old:style": 1}
@@ -172,9 +172,20 @@ def test_dimension_mismatch_names_both(redis_client):
         store.knn(np.zeros((1, 16)), 3)
 
 
+def test_exemplar_and_pool_stores_take_the_model_the_same_way(redis_client):
+    layout = project_layout()
+    for make in (VectorStore, PoolStore):
+        schema = layout.exemplars if make is VectorStore else layout.pool
+        make(redis_client, schema).ensure_index(DIM, "org/model-a")
+        with pytest.raises(IndexMismatch, match="org/model-a.*org/model-b"):
+            make(redis_client, schema).ensure_index(DIM, "org/model-b")
+    assert VectorStore(redis_client).ensure_index(DIM).algorithm == "FLAT"  # the algorithm is the schema's
+
+
 def test_hnsw_index(redis_client):
-    store = VectorStore(redis_client)
-    info = store.ensure_index(DIM, "hnsw", {"M": 8, "EF_CONSTRUCTION": 64, "EF_RUNTIME": 32})
+    store = VectorStore(redis_client, project_layout(algorithm="hnsw", hnsw={"M": 8, "EF_CONSTRUCTION": 64,
+                                                                             "EF_RUNTIME": 32}).exemplars)
+    info = store.ensure_index(DIM)
     assert info.algorithm == "HNSW"
     attributes = redis_client.execute_command("FT.INFO", "index")[7]
     vector_attr = next(a for a in attributes if a[1] == b"vector")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import streamlit as st
 from vss_core.config import ProjectConfig
 from vss_core.errors import InputError, PathNotAllowed, VSSError
 from vss_core.loader import content_id
-from vss_core.paths import checked_path, name_text, resolve_under_roots
+from vss_core.paths import atomic_write, checked_path, name_text, resolve_under_roots
 from vss_core.predict import collect_images
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
@@ -104,8 +103,5 @@ def save_upload(data: bytes, name: str, folder: Path) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / f"{content_id(data)}{Path(name).suffix.lower()}"
     if not target.exists():
-        tmp = target.with_suffix(target.suffix + f".{os.getpid()}.part")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(data)
-        tmp.replace(target)
+        atomic_write(target, data)
     return target

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 import redis
@@ -19,6 +18,7 @@ import redis
 from .errors import InputError, VSSError
 from .index_layout import as_text
 from .schema import ProjectLayout
+from .timeutil import now_iso
 
 UNDO_DEPTH = 200
 AUDIT_MAXLEN = 1_000_000
@@ -68,10 +68,6 @@ def check_annotator(name: str) -> str:
     return name
 
 
-def now_text() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def describe(state: dict) -> str:
     """One line for a recorded state: a pool image's status and label, or an exemplar's key."""
     if "status" in state:
@@ -91,7 +87,7 @@ class AuditLog:
         """Queue the audit entries, per-item history and action record of ``changes`` (id, before, after) on
         ``pipe`` (in MULTI); ``target`` ("pool" or "exemplar") tells undo what the ids name.  ``histories``:
         more (id, before, after) history entries of the same action (the pool image an exemplar belongs to)."""
-        at = now_text()
+        at = now_iso()
         for id, before, after in changes:
             entry = {"at": at, "action": action_id, "kind": kind, "annotator": annotator,
                      "before": before, "after": after}
@@ -181,5 +177,5 @@ def _result(action_id: str, applied: list[str], refused) -> ActionResult:
     return ActionResult(action_id if applied else None, tuple(applied), tuple(refused))
 
 
-__all__ = ["AuditLog", "ActionResult", "Conflict", "HistoryEntry", "check_annotator", "describe", "now_text",
+__all__ = ["AuditLog", "ActionResult", "Conflict", "HistoryEntry", "check_annotator", "describe",
            "UNDO_DEPTH", "AUDIT_MAXLEN"]

@@ -59,10 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.set_defaults(run=cmd_projects)
 
     cmd = commands.add_parser("load", help="load labeled exemplars")
-    cmd.add_argument("project")
-    source = cmd.add_mutually_exclusive_group(required=True)
-    source.add_argument("folder", nargs="?", help="folder with one sub-folder per label")
-    source.add_argument("--csv", metavar="FILE", help="CSV with columns path,label[,id]")
+    _project_and_source(cmd, "folder with one sub-folder per label", "CSV with columns path,label[,id]")
     cmd.add_argument("--added-by", default=_user(), help="annotator recorded with each exemplar")
     cmd.set_defaults(run=cmd_load)
 
@@ -75,10 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.set_defaults(run=cmd_knn)
 
     cmd = commands.add_parser("predict", help="suggest labels for unlabeled images (the review pool)")
-    cmd.add_argument("project")
-    source = cmd.add_mutually_exclusive_group(required=True)
-    source.add_argument("folder", nargs="?", help="folder of images (recursive)")
-    source.add_argument("--csv", metavar="FILE", help="CSV with one image path per row")
+    _project_and_source(cmd, "folder of images (recursive)", "CSV with one image path per row")
     cmd.add_argument("--top-n", type=_top_n, default=5)
     cmd.add_argument("--out", metavar="FILE.csv", help="write the label sheet of these images here")
     cmd.set_defaults(run=cmd_predict)
@@ -111,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _project_and_source(cmd: argparse.ArgumentParser, folder_help: str, csv_help: str) -> None:
+    """A command's arguments ``PROJECT FOLDER | --csv FILE``."""
+    cmd.add_argument("project")
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("folder", nargs="?", help=folder_help)
+    source.add_argument("--csv", metavar="FILE", help=csv_help)
+
+
 def cmd_projects(args) -> int:
     from .store import connect_store
 
@@ -123,9 +125,7 @@ def cmd_projects(args) -> int:
             count = f"unavailable: {exc}"
         rows.append((project.name, project.model, project.redis.describe(), count))
     _print_table(rows)
-    for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if result.errors else 0
+    return _errors(result.errors)
 
 
 def cmd_load(args) -> int:
@@ -136,10 +136,7 @@ def cmd_load(args) -> int:
     embedder, store = _open(project)
     with _ProgressBar(f"load {project.name}") as bar:
         report = load_items(items, embedder, store, added_by=args.added_by, progress=bar)
-    print(report.summary())
-    for path, reason in report.failed:
-        print(f"  failed: {path}: {reason}")
-    return 1 if report.failed else 0
+    return _outcome(report)
 
 
 def cmd_knn(args) -> int:
@@ -160,17 +157,14 @@ def cmd_knn(args) -> int:
                   + (f" (weighted {result.weighted.label} {result.weighted.share:.0%})" if result.weighted else ""))
             for rank, n in enumerate(result.neighbors, start=1):
                 print(f"  {rank:>2}. {n.label:<30} {n.score:.4f}  {n.id}")
-    for result in results.errors:
-        print(f"error: {result.filename}: {result.error}", file=sys.stderr)
-    return 1 if results.errors else 0
+    return _errors([f"{result.filename}: {result.error}" for result in results.errors])
 
 
 def cmd_predict(args) -> int:
     from .decisions import open_decisions
     from .embedder import for_project
-    from .labelsheet import COLUMNS, row
+    from .labelsheet import save_csv
     from .predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
-
     from .store import connect_store
 
     project = _project(args)
@@ -181,12 +175,25 @@ def cmd_predict(args) -> int:
     with _ProgressBar(f"predict {project.name}") as bar:
         report = predict_paths(paths, embedder, decisions.exemplars, decisions.pool, top_n=args.top_n,
                                threshold=threshold_of(project), progress=bar, job=_run_name())
+    code = _outcome(report)
+    if args.out:
+        found = decisions.pool.get(list(dict.fromkeys(report.ids)))
+        print(f"label sheet: {save_csv(args.out, [item for item in found if item is not None])}")
+    return code
+
+
+def _errors(errors) -> int:
+    """Print each error as one ``error: ...`` line on stderr; the exit code: 1 when there is any."""
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _outcome(report) -> int:
+    """Print a load or predict report (summary, then each failed file); the exit code: 1 when any failed."""
     print(report.summary())
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
-    if args.out:
-        _write_sheet(args.out, decisions.pool, report.ids, COLUMNS, row)
-        print(f"label sheet: {args.out}")
     return 1 if report.failed else 0
 
 
@@ -197,33 +204,16 @@ def _run_name() -> str:
     return "cli-" + datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _write_sheet(out: str, pool, ids, columns, row) -> None:
-    import csv
-
-    try:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for item in pool.get(list(dict.fromkeys(ids))):
-                if item is not None:
-                    writer.writerow(row(item))
-    except OSError as exc:
-        raise VSSError(f"cannot write {out}: {exc.strerror or exc}") from None
-
-
 def cmd_embed(args) -> int:
     from .embedder import for_project
+    from .fastapi_compat import embed_result
 
     project = _project(args)
     embedder = for_project(project)
     result = embedder.embed(args.images)
-    print(json.dumps({
-        "filenames": [args.images[i] for i in result.ok],
-        "embeddings": [[float(x) for x in vector] for vector in result.vectors],
-    }))
-    for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if result.errors else 0
+    print(json.dumps(embed_result([args.images[i] for i in result.ok], result.vectors,
+                                  {args.images[e.index]: e.reason for e in result.errors})))
+    return _errors(result.errors)
 
 
 def cmd_stats(args) -> int:

@@ -34,6 +34,7 @@ EMBEDDED = "embedded"
 MAX_CONFIG_BYTES = 1_000_000
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
 _MAX_SOCKET_PATH = 100
+DEFAULT_BATCH_SIZE = 32
 
 
 def embedded_socket_path(data_dir: Path) -> Path:
@@ -71,18 +72,24 @@ class Settings:
 
 def settings() -> Settings:
     """Read ``CONFIG_PATH``, ``VSS_DATA_DIR`` and ``BATCH_SIZE`` from the environment."""
-    raw_batch = os.environ.get("BATCH_SIZE", "32")
-    try:
-        batch_size = int(raw_batch)
-    except ValueError:
-        batch_size = 0
-    if batch_size <= 0:
-        raise ConfigError(f"must be a positive integer, got {shown(raw_batch)}", key="BATCH_SIZE")
     return Settings(
         config_path=Path(os.environ.get("CONFIG_PATH") or REPO_ROOT / "config"),
         data_dir=Path(os.environ.get("VSS_DATA_DIR") or REPO_ROOT / "data"),
-        batch_size=batch_size,
+        batch_size=batch_size(),
     )
+
+
+def batch_size(value: int | str | None = None) -> int:
+    """``value``, or else the ``BATCH_SIZE`` environment variable (default 32), as a positive int;
+    ``ConfigError`` naming ``BATCH_SIZE`` when it is not one."""
+    raw = os.environ.get("BATCH_SIZE", str(DEFAULT_BATCH_SIZE)) if value is None else value
+    try:
+        size = int(raw)
+    except (TypeError, ValueError):
+        size = 0
+    if size <= 0:
+        raise ConfigError(f"must be a positive integer, got {shown(raw)}", key="BATCH_SIZE")
+    return size
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ class ProjectConfig:
     source_file: Path
     redis: RedisTarget
     data_dir: Path
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     output_path: str = "output"
     index_algorithm: str = "FLAT"
     hnsw: dict = field(default_factory=lambda: dict(HNSW_DEFAULTS))
@@ -127,7 +134,6 @@ class ProjectConfig:
     notice: str | None = None
     """Set when the project runs on a kept copy of its unreachable ``config_url`` (says so)."""
     jobs: dict = field(default_factory=lambda: dict(JOBS_DEFAULTS))
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -268,7 +274,6 @@ def _build_project(data: dict, path: Path, env: Settings, notice: str | None = N
         promote=keys.promote(reader),
         notice=notice,
         jobs=keys.jobs(reader),
-        raw=data,
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Sequence
 
 from .audit_log import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
@@ -26,6 +25,7 @@ from .labels import validate_label
 from .pool import PoolStore
 from .schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
 from .store import VectorStore
+from .timeutil import now_iso
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class Decisions:
 
     def _plan(self, targets: dict, states: dict, annotator: str):
         plan, refused = [], []
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = now_iso()
         for id, target in targets.items():
             state = states[id]
             reason = _conflict(id, target, state)

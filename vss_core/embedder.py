@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from . import images, model_cache
+from . import config, images, model_cache
 from .decode_pool import ProcessDecoder, one_torch_thread
 from .errors import ConfigError, ImageError, ModelLoadError
 from .preprocess import FastPath, make_preprocessor
@@ -30,7 +30,6 @@ from .preprocess import FastPath, make_preprocessor
 # need the cores (about 30% of the tiny-model pipeline on 2 cores); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-DEFAULT_BATCH_SIZE = 32
 PREFETCH_BATCHES = 2
 _LOCAL_HINT = (
     "Point `vss.model` in the project config at a local directory written by save_pretrained "
@@ -49,11 +48,6 @@ class EmbedResult:
     vectors: np.ndarray
     ok: list[int] = field(default_factory=list)
     errors: list[ImageError] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[int]:
-        """Input indices of the images that could not be embedded."""
-        return [error.index for error in self.errors]
 
 
 class Embedder:
@@ -76,7 +70,7 @@ class Embedder:
         import torch
 
         self.model_name = str(model)
-        self.batch_size = _batch_size(batch_size)
+        self.batch_size = config.batch_size(batch_size)
         self.device = _resolve_device(device)
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         self._torch_dtype = torch.float16 if self.dtype == "float16" else torch.float32
@@ -261,17 +255,6 @@ def _chunks(sources: Iterable, size: int) -> Iterator[tuple[int, list]]:
     while chunk := list(islice(iterator, size)):
         yield start, chunk
         start += len(chunk)
-
-
-def _batch_size(value: int | None) -> int:
-    raw = value if value is not None else os.environ.get("BATCH_SIZE", DEFAULT_BATCH_SIZE)
-    try:
-        size = int(raw)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1:
-        raise ConfigError(f"batch size must be a positive integer, got {raw!r}", key="BATCH_SIZE")
-    return size
 
 
 def _default_workers(device: str) -> int:

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 
 from . import generation
-from .audit_log import now_text
 from .errors import VSSError
 from .index_layout import as_text
 from .schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
 from .store import Record, VectorStore
+from .timeutil import now_iso
 
 STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")
 PUBLIC_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar")
@@ -93,7 +93,7 @@ class PoolExemplars:
         if new and new != old:
             record = Record(label=after["label"], id=id, vector=_frombytes(vector, id), source=before.get("source", ""),
                             added_by=after["annotator"], model=before.get("model", ""), pool_id=id)
-            pipe.execute_command(*self.exemplars.hset_command(record, after["decided_at"] or now_text()))
+            pipe.execute_command(*self.exemplars.hset_command(record, after["decided_at"] or now_iso()))
         return old != new
 
     def write_state(self, pipe, id: str, after: dict) -> None:

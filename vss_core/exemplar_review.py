@@ -17,9 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from .audit_log import ActionResult, Conflict, check_annotator, now_text
+from .audit_log import ActionResult, Conflict, check_annotator
 from .index_layout import as_text
 from .labels import validate_label
+from .timeutil import now_iso
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"
 RETIRE_CHUNK = 500  # exemplars per transaction (and per undoable action) when a whole label is retired
@@ -47,7 +48,7 @@ class ExemplarReview:
 
     def keep(self, keys: Sequence[str], annotator: str) -> ActionResult:
         """Mark exemplars as checked and right (they rank last in the next audit)."""
-        now = now_text()
+        now = now_iso()
         return self._act(keys, annotator, KEEP, lambda key, label, who, _: (key, label, f"kept by {who} {now}"))
 
     def relabel(self, keys: Sequence[str], new_label: str, annotator: str) -> ActionResult:
@@ -101,7 +102,7 @@ class ExemplarReview:
         watched = [k for m in moves for k in (m.key, m.new_key)]
         if watched:
             pipe.watch(*watched)
-        now, ok, refused = now_text(), [], []
+        now, ok, refused = now_iso(), [], []
         for m in moves:
             reason, link = self._refusal(pipe, m), None
             if not reason and m.new_key != m.key:

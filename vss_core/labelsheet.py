@@ -11,11 +11,12 @@ import io
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import VSSError
 from .fastapi_compat import fastapi_result, write_result
 from .labels import csv_cell
+from .paths import atomic_write
 from .pool import PoolFilter, PoolItem, PoolStore
 from .search_index import Neighbor
 
@@ -40,12 +41,25 @@ def row(item: PoolItem) -> dict:
 
 def to_csv(pool: PoolStore, where: PoolFilter = PoolFilter()) -> str:
     """The label sheet as CSV text."""
+    return csv_text(items(pool, where))
+
+
+def csv_text(chosen: Iterable[PoolItem]) -> str:
+    """The label sheet of the pool images ``chosen`` as CSV text."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
-    for item in items(pool, where):
+    for item in chosen:
         writer.writerow(row(item))
     return out.getvalue()
+
+
+def save_csv(path: str | Path, chosen: Iterable[PoolItem]) -> Path:
+    """Write the label sheet of ``chosen`` to ``path``, whole or not at all; ``VSSError`` naming the file."""
+    try:
+        return atomic_write(path, csv_text(chosen), mode=0o644)
+    except OSError as exc:
+        raise VSSError(f"cannot write the label sheet {path}: {exc.strerror or exc}") from exc
 
 
 def to_fastapi_json(pool: PoolStore, where: PoolFilter = PoolFilter()) -> dict:
@@ -63,11 +77,9 @@ def write_csv(pool: PoolStore, output_path: str | Path, where: PoolFilter = Pool
     folder = Path(output_path) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}_{stamp}_{os.getpid()}.csv"
-        path.write_bytes(to_csv(pool, where).encode("utf-8"))
     except OSError as exc:
         raise VSSError(f"cannot write the label sheet under {folder}: {exc.strerror or exc}") from exc
-    return path
+    return save_csv(folder / f"{name}_{stamp}_{os.getpid()}.csv", items(pool, where))
 
 
 def write_json(pool: PoolStore, output_path: str | Path, where: PoolFilter = PoolFilter()) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from .archive import extract_zip
+from .chunks import each_chunk
 from .errors import FileRefused, InputError, PathNotAllowed
 from .images import MAX_FILE_BYTES
 from .labels import validate_label
@@ -230,11 +231,12 @@ def load_items(items: Sequence[Item], embedder, store, added_by: str = "",
     report = LoadReport()
     if progress:
         progress.set_total(len(items))
-    for start in range(0, len(items), CHUNK):
-        if cancel and cancel():
-            report.cancelled = True
-            break
-        _load_chunk(items[start:start + CHUNK], embedder, store, added_by, progress, cancel, report)
+
+    def load(_, chunk) -> None:
+        _load_chunk(chunk, embedder, store, added_by, progress, cancel, report)
+
+    if not each_chunk(items, CHUNK, load, cancel):
+        report.cancelled = True  # stopped before a chunk (_load_chunk says so when it stops within one)
     if report.loaded:
         store.sync()
     return report

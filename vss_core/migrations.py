@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 from .errors import IndexMismatch, InputError
 from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag, glob_escape
 from .schema import LABEL, LAYOUT_VERSION, TAG
+from .timeutil import now_iso
 
 BATCH = 1000
 MAX_TAG_VALUES = 100
@@ -100,7 +100,7 @@ def adopt(index, model: str, progress: Progress | None = None) -> AdoptReport:
     resumed = bool(index.client.hget(index.schema.meta_key, f"cursor:{ADOPT}"))
     add_missing_fields(index.client, index.schema, layout.fields)
     labeled = backfill(index, ADOPT, (), lambda key, values: {LABEL: index.split_key(key)[0]}, progress)
-    meta = {"dim": layout.dim or 0, "layout": LAYOUT_VERSION, "adopted_at": _now()}
+    meta = {"dim": layout.dim or 0, "layout": LAYOUT_VERSION, "adopted_at": now_iso()}
     if not index.client.hexists(index.schema.meta_key, "model"):
         meta["model"] = model
     index.client.hset(index.schema.meta_key, mapping=meta)
@@ -218,6 +218,3 @@ def same_model(a: str, b: str) -> bool:
 def _is_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or os.sep in name and os.path.isdir(name)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -17,12 +17,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import mining
-from .audit_log import now_text
+from .chunks import each_chunk
 from .decisions import Decisions
 from .errors import InputError
 from .index_layout import as_text
 from .pool import PoolFilter
-from .schema import TAG, VECTOR
+from .schema import VECTOR
+from .timeutil import now_iso
 
 NOVELTY, ANOMALY, MISLABEL = "novelty", "anomaly", "mislabel"
 KINDS = (NOVELTY, ANOMALY, MISLABEL)
@@ -105,10 +106,10 @@ class _Ranking:
                 pipe.delete(key)
             pipe.delete(meta)
             pipe.hset(meta, mapping={"generation": self.generation, "k": self.k, "model": self.d.exemplars.model or "",
-                                     "at": now_text(), "scored": self.done, "complete": 1})
+                                     "at": now_iso(), "scored": self.done, "complete": 1})
         else:
             pipe.delete(self.tmp)
-            pipe.hset(meta, "cancelled_at", now_text())
+            pipe.hset(meta, "cancelled_at", now_iso())
         pipe.execute()
         return self.done
 
@@ -149,7 +150,9 @@ def score_novelty(d: Decisions, k: int = 5, progress=None, cancel: Callable[[], 
         sims = np.array([[h.score for h in row] for row in neighbors], np.float32)
         kdist.update(zip(keys, mining.kdist_from_neighbors(sims).tolist()))
     ids = d.pool.ids(PoolFilter())
-    return _score_chunks(d, run, ids, progress, cancel, lambda chunk, vectors: _novelty(d, vectors, k, kdist))
+    done = each_chunk(ids, CHUNK, lambda _, chunk: run.add(chunk, _novelty(d, d.pool.vectors(chunk), k, kdist)),
+                      cancel, progress)
+    return run.finish(complete=done)
 
 
 def _novelty(d: Decisions, vectors: np.ndarray, k: int, kdist: dict) -> np.ndarray:
@@ -170,18 +173,15 @@ def score_anomaly(d: Decisions, job: str = "", k: int = 10, progress=None,
     run = _Ranking(d, ANOMALY, job, k)
     row_of = {d.pool.key_for(id): i for i, id in enumerate(ids)}
     all_ids, all_sims = np.zeros((len(ids), k), np.int64), np.zeros((len(ids), k), np.float32)
-    if progress:
-        progress.set_total(len(ids))
-    for start in range(0, len(ids), CHUNK):
-        if cancel and cancel():
-            return run.finish(complete=False)
-        chunk = ids[start:start + CHUNK]
+
+    def neighbors(start: int, chunk) -> None:
         keys = [d.pool.key_for(id) for id in chunk]
         for i, row in enumerate(_self_neighbors(d.pool, d.pool.vectors(chunk), keys, k, where.query())):
             all_ids[start + i] = [row_of.get(h.key, start + i) for h in row]
             all_sims[start + i] = [h.score for h in row]
-        if progress:
-            progress.advance(len(chunk))
+
+    if not each_chunk(ids, CHUNK, neighbors, cancel, progress):
+        return run.finish(complete=False)
     run.add(ids, mining.anomaly_from_neighbors(all_ids, all_sims))
     return run.finish(complete=True)
 
@@ -203,19 +203,6 @@ def score_mislabel(d: Decisions, k: int = 10, progress=None, cancel: Callable[[]
         run.add(keys, mining.mislabel_from_neighbors([[h.label for h in row] for row in neighbors], sims, labels))
         if progress:
             progress.advance(len(keys))
-    return run.finish(complete=True)
-
-
-def _score_chunks(d, run: _Ranking, ids, progress, cancel, score) -> int:
-    if progress:
-        progress.set_total(len(ids))
-    for start in range(0, len(ids), CHUNK):
-        if cancel and cancel():
-            return run.finish(complete=False)
-        chunk = ids[start:start + CHUNK]
-        run.add(chunk, score(chunk, d.pool.vectors(chunk)))
-        if progress:
-            progress.advance(len(chunk))
     return run.finish(complete=True)
 
 

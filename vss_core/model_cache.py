@@ -25,12 +25,12 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import warnings
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from .paths import atomic_write
 from .preprocess import FastSpec
 
 FORMAT = 1
@@ -91,9 +91,9 @@ def save(cache_dir: str | Path | None, model_name: str, forward, spec: FastSpec,
             return False
         folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
-        _write(folder / _MODEL, lambda tmp: traced.save(str(tmp)))
+        atomic_write(folder / _MODEL, lambda tmp: traced.save(str(tmp)))
         info = json.dumps({"format": FORMAT, "model": model_name, "dim": int(dim), "spec": asdict(spec)})
-        _write(folder / _INFO, lambda tmp: tmp.write_text(info, encoding="utf-8"))
+        atomic_write(folder / _INFO, info)
         _drop_older(folder, model_name)
         return True
     except Exception:  # noqa: BLE001  a full disk or a read-only data dir: the cache is only a speed-up
@@ -165,16 +165,6 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(before)
-
-
-def _write(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,7 +4,8 @@ Paths are stored and exported as text by :func:`path_text`, which is lossless fo
 names that are not valid UTF-8 (:func:`text_path` turns the text back into the path).
 Files are read only through :func:`open_regular_file` / :func:`read_regular_file`:
 regular files only (a FIFO, device or folder is refused before it is opened for
-reading), with a size cap checked before the first byte is read.
+reading), with a size cap checked before the first byte is read.  Files are written whole through
+:func:`atomic_write`.
 
 A path a user may name lies under a project's data roots: one typed into the app (a folder
 of exemplars, a CSV, query images) is resolved -- ``..`` collapsed and every symlink followed -- and then has to lie
@@ -27,15 +28,17 @@ import errno
 import os
 import stat
 import sys
+import threading
 import urllib.parse
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Iterable
+from typing import BinaryIO, Callable, Iterator, Iterable
 
 from vss_core.errors import FileRefused, PathNotAllowed
 
 __all__ = ["resolve_under_roots", "path_text", "text_path", "name_text", "open_regular_file",
-           "read_regular_file", "CheckedPath", "checked_path", "open_checked", "OUTSIDE_ROOTS"]
+           "read_regular_file", "CheckedPath", "checked_path", "open_checked", "OUTSIDE_ROOTS", "atomic_write"]
 
 _URI = "file://"
 OUTSIDE_ROOTS = "outside the project's data roots (a symbolic link or '..' leads out of them)"
@@ -191,6 +194,30 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FileRefused(path_text(path), f"grew past the cap of {max_bytes:,} bytes while being read")
     return data
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], object], mode: int = 0o600) -> Path:
+    """Replace ``path`` with ``data`` all at once; returns ``path``.
+
+    ``data`` is bytes, text (written as UTF-8), or a function that writes the file at the temporary path it
+    is given (a library's ``save(path)``).  That hidden file beside ``path`` (permissions ``mode``) is named
+    for this writer alone (process, thread and a random part), flushed to disk, then renamed over ``path``:
+    a reader sees the old file or the whole new one, writers racing for one path each leave a whole file
+    (the last rename wins), and a write that fails leaves ``path`` as it was and no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), "wb") as out:
+            if not callable(data):
+                out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if callable(data):
+            data(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _clean(path: str | os.PathLike) -> str:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
 import redis
 
 from . import generation
-from .errors import InputError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
-from .schema import POOL_SUFFIX, PREDICTED, STATUSES, TAG, VECTOR, IndexSchema, layout_for
-from .search import Vote
+from .schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
+from .search import Vote, label_weights
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, Neighbor, SearchIndex
+from .timeutil import now_iso
 
 SORTS = {
     "least confident": ("confidence", "ASC"),
@@ -108,9 +107,7 @@ def scores(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote 
     the score-weighted vote differ, or the suggestion has less than half the weight)."""
     if not neighbors or weighted is None:
         return dict(best=-1.0, margin=0.0, second="", uncertain=True)
-    weights: dict[str, float] = {}
-    for n in neighbors:
-        weights[n.label] = weights.get(n.label, 0.0) + max(float(n.score), 0.0)
+    weights = label_weights(neighbors)
     total = sum(weights.values()) or 1.0
     others = sorted(((w / total, label) for label, w in weights.items() if label != weighted.label), reverse=True)
     second_share, second = others[0] if others else (0.0, "")
@@ -151,7 +148,7 @@ class PoolStore(SearchIndex):
     def add(self, predictions: Iterable[Prediction], threshold: float) -> int:
         """Write new pool documents (HSETNX-guarded: a decided image is never overwritten), stamped with the
         exemplar-set generation of their neighbours (the prediction's, else the current one)."""
-        added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        added_at = now_iso()
         now = self.generation()
         commands = [self._command(p, threshold, added_at, now) for p in predictions]
         for start in range(0, len(commands), BATCH):
@@ -341,10 +338,3 @@ def open_pool(project, dim: int, model: str | None = None) -> PoolStore:
     pool = PoolStore(connect(project), layout_for(project).pool)
     pool.ensure_index(dim, model or project.model)
     return pool
-
-
-def check_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
-    bad = [s for s in statuses if s not in STATUSES]
-    if bad:
-        raise InputError(f"unknown status {bad[0]!r} (known: {', '.join(STATUSES)})")
-    return tuple(statuses)

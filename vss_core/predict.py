@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .chunks import each_chunk
 from .errors import FileRefused, InputError, PathNotAllowed
 from .loader import file_id, files_under, read_csv_rows
 from .paths import checked_path, name_text, path_text
@@ -90,12 +91,12 @@ def predict_paths(paths: Sequence[Path], embedder, exemplars: VectorStore, pool:
     report = PredictReport()
     if progress:
         progress.set_total(len(paths))
-    for start in range(0, len(paths), CHUNK):
-        if cancel and cancel():
-            report.cancelled = True
-            break
-        chunk = list(zip(paths[start:start + CHUNK], names[start:start + CHUNK]))
+
+    def predict(_, chunk) -> None:
         _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress, cancel, job, report)
+
+    if not each_chunk(list(zip(paths, names)), CHUNK, predict, cancel):
+        report.cancelled = True  # stopped before a chunk (_predict_chunk says so when it stops within one)
     if report.predicted:
         pool.sync()
     return report

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+
+from .paths import atomic_write
 
 FETCH_DEADLINE_S = 5.0
 MAX_BYTES = 1_000_000
@@ -173,11 +174,7 @@ def _keep(url: str, fetched: tuple[dict, str], data_dir: Path) -> Remote:
     path = _cache_path(url, data_dir)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        tmp.replace(path)
+        atomic_write(path, text)
     except OSError:
         pass  # a config that cannot be kept still works now
     return Remote(data=data)

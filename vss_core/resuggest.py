@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .chunks import each_chunk
 from .errors import InputError
 from .pool import PoolFilter, suggestion_fields
 from .schema import PREDICTED
@@ -45,13 +46,8 @@ def resuggest(d, threshold: float, progress=None, cancel: Callable[[], bool] | N
     now = d.pool.generation()  # read before the KNN: exemplars changed during the run leave them stale
     ids = d.pool.ids(PoolFilter(statuses=(PREDICTED,)))
     report = ResuggestReport(checked=len(ids))
-    if progress:
-        progress.set_total(len(ids))
-    for start in range(0, len(ids), CHUNK):
-        if cancel and cancel():
-            report.cancelled = True
-            break
-        chunk = ids[start:start + CHUNK]
+
+    def refresh(_, chunk) -> None:
         states = d.pool.suggestion_states(chunk)
         stale = [(id, version, k or DEFAULT_K) for id, (status, version, stamp, k) in zip(chunk, states)
                  if status == PREDICTED and stamp < now]
@@ -59,8 +55,8 @@ def resuggest(d, threshold: float, progress=None, cancel: Callable[[], bool] | N
             rewritten = _rewrite(d, stale, threshold, now)
             report.rewritten += rewritten
             report.left += len(stale) - rewritten
-        if progress:
-            progress.advance(len(chunk))
+
+    report.cancelled = not each_chunk(ids, CHUNK, refresh, cancel, progress)
     return report
 
 

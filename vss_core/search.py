@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -86,11 +86,10 @@ def vote(neighbors: Sequence) -> tuple[Vote | None, Vote | None]:
         return None, None
     first_seen = {}
     counts: Counter = Counter()
-    weights: defaultdict = defaultdict(float)
     for rank, n in enumerate(neighbors):
         first_seen.setdefault(n.label, rank)
         counts[n.label] += 1
-        weights[n.label] += max(float(n.score), 0.0)
+    weights = label_weights(neighbors)
     majority = min(counts, key=lambda label: (-counts[label], first_seen[label]))
     total_weight = sum(weights.values())
     if total_weight > 0:
@@ -99,6 +98,15 @@ def vote(neighbors: Sequence) -> tuple[Vote | None, Vote | None]:
     else:
         weighted_vote = Vote(majority, counts[majority] / len(neighbors))
     return Vote(majority, counts[majority] / len(neighbors)), weighted_vote
+
+
+def label_weights(neighbors: Sequence) -> dict[str, float]:
+    """Each label's weight in the score-weighted vote: the sum of its neighbours' similarities
+    (a negative similarity counts 0), labels in the order they first appear."""
+    weights: dict[str, float] = {}
+    for n in neighbors:
+        weights[n.label] = weights.get(n.label, 0.0) + max(float(n.score), 0.0)
+    return weights
 
 
 def search(embedder, store, sources: Sequence, top_n: int = 5,

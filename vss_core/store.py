@@ -18,8 +18,7 @@ Batch KNN is one pipeline of raw ``FT.SEARCH ... KNN`` (DIALECT 2), not redisvl:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import redis
@@ -29,6 +28,7 @@ from .errors import IndexMismatch, SearchIncomplete, VSSError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
 from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
+from .timeutil import now_iso
 
 __all__ = ["Record", "Neighbor", "Exemplar", "IndexInfo", "VectorStore", "connect_store", "open_store"]
 
@@ -71,12 +71,9 @@ class VectorStore(SearchIndex):
         """Redis key of exemplar ``id`` under ``label``."""
         return self.schema.key(label, id)
 
-    def ensure_index(self, dim: int, algorithm: str | None = None, hnsw: dict | None = None,
-                     model: str | None = None) -> IndexInfo:
-        """Create or attach (see :meth:`SearchIndex.ensure_index`); ``algorithm``/``hnsw`` override the schema's."""
-        if algorithm or hnsw:
-            self.schema = replace(self.schema, algorithm=(algorithm or self.schema.algorithm).upper(),
-                                  hnsw=dict(hnsw or self.schema.hnsw))
+    def ensure_index(self, dim: int, model: str | None = None) -> IndexInfo:
+        """Create (with the schema's algorithm and HNSW parameters) or attach: :meth:`SearchIndex.ensure_index`;
+        then :attr:`model` is ``model`` or the one the index records."""
         info = super().ensure_index(dim, model)
         self.model = model or self.recorded_model() or self.model
         return info
@@ -87,7 +84,7 @@ class VectorStore(SearchIndex):
 
         Returns how many were new: a record whose key someone else wrote meanwhile (two loads of one
         folder at once) is not counted, so each run reports what it actually added."""
-        added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        added_at = now_iso()
         new, chunk, sent = 0, [], 0
         for record in records:
             chunk.append(self.hset_command(record, added_at))
@@ -209,5 +206,5 @@ def open_store(project, dim: int, model: str | None = None) -> VectorStore:
     """Connect to ``project``'s Redis and create or attach its exemplar index for ``dim``-d vectors of
     ``model`` (default: the project's model; ``IndexMismatch`` when the index records another)."""
     store = connect_store(project)
-    store.ensure_index(dim, model=model or project.model)
+    store.ensure_index(dim, model or project.model)
     return store
