@@ -158,6 +158,32 @@ def test_connect_restarts_a_stopped_server(tmp_path):
         server.stop()
 
 
+def test_a_command_whose_server_is_killed_under_it_is_answered_by_the_restarted_server(server):
+    client = server.start().client()
+    client.set("k", "v")
+    assert client.execute_command("WAITAOF", 1, 0, 5000)[0] == 1
+    old_pid = server.pid
+    with ThreadPoolExecutor(1) as pool:
+        popped = pool.submit(client.blpop, ["list"], 60)  # in flight on its connection when the server dies
+        probe = server.client()
+        deadline = time.monotonic() + 10
+        while not any(c.get("cmd") == "blpop" for c in probe.client_list()):
+            assert time.monotonic() < deadline, "BLPOP did not reach the server"
+            time.sleep(0.02)
+        os.kill(old_pid, signal.SIGKILL)
+        _wait_dead(old_pid)
+        deadline = time.monotonic() + 20
+        while not (server.running and server.pid != old_pid):  # restarted by the BLPOP's own retry
+            assert time.monotonic() < deadline, "the server was not restarted"
+            time.sleep(0.02)
+        while not any(c.get("cmd") == "blpop" for c in probe.client_list()):  # resent, on the restarted server
+            assert time.monotonic() < deadline, "BLPOP was not resent"
+            time.sleep(0.02)
+        probe.rpush("list", "x")
+        assert popped.result(timeout=20) == (b"list", b"x")
+    assert server.pid != old_pid and client.get("k") == b"v"  # restarted from its AOF
+
+
 def _exit_script(data_dir: Path) -> str:
     return (f"from vss_core.redis_server import EmbeddedRedis\n"
             f"s = EmbeddedRedis({str(data_dir)!r}).start()\n"

@@ -9,8 +9,8 @@ dir, and a stale socket/pid file left by a killed server is cleaned up first.
 
 Lifetime: every process that started or reused a server stops it at exit (``atexit``)
 unless another process still holds a connection to it ("last one out stops it").  A
-process whose server went away gets it back on its next command: connections made by
-:func:`connect` restart the server when its socket is dead.
+process whose server went away gets it back on its next command: the clients of :func:`connect`
+retry a dropped connection only after bringing the server back (:class:`_RestartingRetry`).
 
 Privacy: the socket lives in a folder only this user can enter (the data dir, made 0700, or
 :func:`~vss_core.config.private_runtime_dir` for long paths), which is checked to be a real
@@ -65,9 +65,33 @@ LOW_DISK_BYTES = 16 * 1024**2
 _servers: dict[Path, "EmbeddedRedis"] = {}
 
 
-def _retry() -> Retry:
-    """Reconnect and resend after a dropped connection, never after a timeout."""
-    return Retry(ExponentialBackoff(cap=0.5, base=0.01), 3, supported_errors=(redis.ConnectionError,))
+def _retry(server: "EmbeddedRedis | None" = None) -> Retry:
+    """Reconnect and resend after a dropped connection, never after a timeout; bring ``server`` back first."""
+    policy = (ExponentialBackoff(cap=0.5, base=0.01), 3, (redis.ConnectionError,))
+    return _RestartingRetry(server, *policy) if server else Retry(*policy)
+
+
+class _RestartingRetry(Retry):
+    """The policy of :func:`_retry` that brings the embedded server back before the next attempt.
+
+    redis-py runs each connect and command of a connection through its ``Retry`` (``call_with_retry(do,
+    fail)``, documented API), calling ``fail`` after each failed attempt; then :meth:`EmbeddedRedis.start`
+    PINGs a live server and restarts a dead one from its AOF.  One still loading is retried, not waited for."""
+
+    def __init__(self, server: "EmbeddedRedis", *policy):
+        super().__init__(*policy)
+        self.server = server
+
+    def __deepcopy__(self, memo) -> Retry:
+        return _retry(self.server)  # each connection copies its pool's policy; the server stays one
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        def fail_then_restart(error, *failures):
+            fail(error, *failures)
+            if not isinstance(error, redis.BusyLoadingError):
+                self.server.start()
+
+        return super().call_with_retry(do, fail_then_restart, *args, **kwargs)
 
 
 def private_dir(folder: Path) -> Path:
@@ -138,7 +162,7 @@ class EmbeddedRedis:
         self.started_here = False
         self.ping_timeout = 2.0
         self._exit_hook = False
-        self._connections: weakref.WeakSet = weakref.WeakSet()
+        self._pools: weakref.WeakSet = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"EmbeddedRedis({str(self.data_dir)!r})"
@@ -193,12 +217,13 @@ class EmbeddedRedis:
         self.started_here = False
 
     def client(self, **kwargs) -> redis.Redis:
-        """A RESP2 client whose connections restart this server when it is down."""
+        """A RESP2 client that restarts this server when a command finds it down."""
         kwargs.setdefault("socket_timeout", SOCKET_TIMEOUT)
-        pool = ConnectionPool(connection_class=_EmbeddedConnection, server=self,
+        pool = ConnectionPool(connection_class=UnixDomainSocketConnection,
                               path=str(self.socket_path), protocol=2,
                               client_name=f"vss-{os.getpid()}",
-                              retry=_retry(), **kwargs)
+                              retry=_retry(self), **kwargs)
+        self._pools.add(pool)
         return redis.Redis(connection_pool=pool)
 
     def _send(self, command: bytes) -> bytes | None:
@@ -305,29 +330,13 @@ class EmbeddedRedis:
             return any(int(c["id"]) != me and c.get("name") != mine for c in probe.client_list())
 
     def _release_at_exit(self) -> None:
-        for connection in list(self._connections):  # ours, even one cut off (SIGTERM) before it was named
-            connection.disconnect()
+        for pool in list(self._pools):  # ours, even one cut off (SIGTERM) before it was named
+            pool.disconnect()
         try:
             if self.running and not self._others_connected():
                 self.stop()
         except (OSError, redis.RedisError, VSSError) as exc:
             log.warning("could not stop %s at exit: %s", self.describe(), exc)
-
-
-class _EmbeddedConnection(UnixDomainSocketConnection):
-    """Unix-socket connection that (re)starts its embedded server when the socket is dead."""
-
-    def __init__(self, server: EmbeddedRedis, **kwargs):
-        self.server = server
-        super().__init__(**kwargs)
-        server._connections.add(self)
-
-    def _connect(self):
-        try:
-            return super()._connect()
-        except OSError:
-            self.server.start()
-            return super()._connect()
 
 
 def embedded_server(data_dir: str | Path) -> EmbeddedRedis:

@@ -2,8 +2,9 @@
 and ``python -m vss_core worker PROJECT`` (:func:`run_worker`).
 
 A worker is an RQ SimpleWorker: it runs chunks in its own process, so it loads the model once.  While
-a chunk runs a thread renews its StartedJobRegistry entry every ``heartbeat_s`` (the entry lives
-``3 x heartbeat_s``).  A worker that dies leaves the entry to expire; RQ's registry maintenance, run by
+a chunk runs its StartedJobRegistry entry is renewed every ``heartbeat_s`` (the entry lives
+``3 x heartbeat_s``; :class:`~vss_core.compat.HeartbeatingSimpleWorker`, as RQ's SimpleWorker has no
+heartbeat of its own).  A worker that dies leaves the entry to expire; RQ's registry maintenance, run by
 every idle worker each ``3 x heartbeat_s``, puts the chunk back on the queue (``Retry``) and another
 worker takes it.  The loaders skip what is stored (ids from content): every image once.
 """
@@ -172,39 +173,6 @@ def mine_chunk(project_name: str, parent: str, index: int, what: str, scope: str
 
 
 # -- the worker process ----------------------------------------------------------------------
-def _worker_class():
-    from rq import SimpleWorker
-
-    class VSSWorker(SimpleWorker):
-        """A SimpleWorker (chunks run in this process: one model) whose running chunk heartbeats."""
-
-        heartbeat_s = DEFAULT_HEARTBEAT_S
-
-        def get_heartbeat_ttl(self, job) -> int:
-            return max(1, math.ceil(3 * self.heartbeat_s))
-
-        def execute_job(self, job, queue):
-            stop = threading.Event()
-            beat = threading.Thread(target=self._beat, args=(job, stop), daemon=True, name="vss-rq-heartbeat")
-            beat.start()
-            try:
-                return super().execute_job(job, queue)
-            finally:
-                stop.set()
-                beat.join(timeout=5)
-
-        def _beat(self, job, stop: threading.Event) -> None:
-            while not stop.wait(self.heartbeat_s):
-                if getattr(self, "execution", None) is None:
-                    continue
-                try:
-                    self.maintain_heartbeats(job)
-                except redis.RedisError as e:
-                    self.log.warning("heartbeat of chunk %s failed: %s", job.id, e)
-
-    return VSSWorker
-
-
 def run_worker(project, device: str | None = None, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
                burst: bool = False) -> bool:
     """Take the project's chunks until stopped (SIGTERM/SIGINT) or, with ``burst``, the queue is empty.
@@ -213,10 +181,12 @@ def run_worker(project, device: str | None = None, heartbeat_s: float = DEFAULT_
     after about ``3 x heartbeat_s`` (RQ's abandoned-job handling with ``Retry``)."""
     from rq import Queue
 
+    from .compat import HeartbeatingSimpleWorker
+
     _CONTEXTS[project.name] = _open_context(project, device)
     ttl = max(1, math.ceil(3 * heartbeat_s))
     client = connect(project)
-    worker = _worker_class()([Queue(queue_name(project.name), connection=client)], connection=client,
-                             worker_ttl=ttl + 15, maintenance_interval=ttl)
-    worker.heartbeat_s = heartbeat_s
+    worker = HeartbeatingSimpleWorker([Queue(queue_name(project.name), connection=client)], connection=client,
+                                      worker_ttl=ttl + 15, maintenance_interval=ttl, heartbeat_s=heartbeat_s,
+                                      entry_ttl=ttl)
     return worker.work(burst=burst, logging_level="WARNING")
