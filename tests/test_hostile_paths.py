@@ -253,18 +253,18 @@ def test_an_rq_chunk_binds_its_paths_to_the_roots_the_app_checked(world, embedde
     """Queued RQ chunks carry plain strings: the worker binds each path again, so a file swapped for a
     symlink after the app planned the chunk is refused when the worker opens it."""
     from vss_core.loader import collected, load_items
-    from vss_core.rq_jobs import _roots
-    from vss_core.rq_worker import _bound
+    from vss_core.rq_jobs import roots_of
+    from vss_core.rq_worker import bound_path
 
     vector_store.ensure_index(embedder.dim)
     with collected("folder", str(world.images), (world.root,)) as (items, refused):
-        rows = [(str(i.path), i.label, i.id, _roots(i.path)) for i in items]
+        rows = [(str(i.path), i.label, i.id, roots_of(i.path)) for i in items]
     victim = world.images / "squares" / "squares_1.jpg"
     victim.unlink()
     victim.symlink_to(world.outside / "secret.jpg")
     from vss_core.loader import Item
 
-    chunk = [Item(_bound(p, roots), label, given) for p, label, given, *roots in rows]
+    chunk = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
     report = load_items(chunk, embedder, vector_store)
     assert report.loaded == 5 and [path for path, _ in report.failed] == [str(victim)]
-    assert _bound("/x/y.jpg", []) == Path("/x/y.jpg")  # a job queued before this change still runs
+    assert bound_path("/x/y.jpg", []) == Path("/x/y.jpg")  # a job queued before this change still runs

@@ -155,7 +155,7 @@ def predict_job(source: str, path: str | None, roots: Sequence[Path], embedder, 
 
     def work(progress) -> PredictReport:
         progress.message("Collecting files…")
-        paths, names, refused = _sources(source, path, roots, uploads, upload_names)
+        paths, names, refused = sources(source, path, roots, uploads, upload_names)
         if refused:
             progress.advance(0, errors=refused)
         progress.message("Predicting…")
@@ -168,7 +168,9 @@ def predict_job(source: str, path: str | None, roots: Sequence[Path], embedder, 
     return work
 
 
-def _sources(source, path, roots, uploads, upload_names):
+def sources(source, path, roots, uploads, upload_names):
+    """(paths bound to their roots, display names, (file, reason) refused) of a predict source: "folder" or
+    "csv" under ``roots``, or "upload" (saved under the data dir, each bound to its own folder)."""
     if source == "upload":  # saved by VSS under the project's data dir: each bound to its folder
         names = list(upload_names) or [p.name for p in uploads]
         kept = [_checked(p, (Path(p).parent,)) for p in uploads]

@@ -55,7 +55,7 @@ def distributed(project, kind: str, spec: dict) -> Callable:
     return work
 
 
-def _roots(path) -> list[str]:
+def roots_of(path) -> list[str]:
     """The roots a checked path is bound to, as a queued RQ job can carry them."""
     return [str(root) for root in getattr(path, "roots", ())]
 
@@ -65,7 +65,7 @@ def _plan_load(project, spec, parent):
     from .loader import collected
 
     with collected(spec["source"], spec["path"], project.data_roots) as (items, refused):  # a zip's files
-        rows = [(str(i.path), i.label, i.id, _roots(i.path)) for i in items]               # live until the end
+        rows = [(str(i.path), i.label, i.id, roots_of(i.path)) for i in items]               # live until the end
         size = project.jobs["chunk_size"]
         calls = [(load_chunk, (project.name, parent, n, rows[s:s + size], spec.get("added_by", "")),
                   len(rows[s:s + size])) for n, s in enumerate(range(0, len(rows), size))]
@@ -74,14 +74,14 @@ def _plan_load(project, spec, parent):
 
 @contextlib.contextmanager
 def _plan_predict(project, spec, parent):
-    from .predict import _sources
+    from .predict import sources
 
     uploads = [Path(u) for u in spec.get("uploads") or ()]
-    paths, names, refused = _sources(spec["source"], spec.get("path"), project.data_roots, uploads,
+    paths, names, refused = sources(spec["source"], spec.get("path"), project.data_roots, uploads,
                                      list(spec.get("names") or ()))
     size = project.jobs["chunk_size"]
     calls = [(predict_chunk, (project.name, parent, n, [str(p) for p in paths[s:s + size]], names[s:s + size],
-                              int(spec["top_n"]), float(spec["threshold"]), [_roots(p) for p in paths[s:s + size]]),
+                              int(spec["top_n"]), float(spec["threshold"]), [roots_of(p) for p in paths[s:s + size]]),
               len(paths[s:s + size]))
              for n, s in enumerate(range(0, len(paths), size))]
     yield calls, refused, 0

@@ -118,7 +118,7 @@ def _chunk(project_name: str, parent: str, index: int, run: Callable[[_Context, 
         return {"error": str(e), "worker": OWNER}
 
 
-def _bound(path: str, roots: list) -> Path:
+def bound_path(path: str, roots: list) -> Path:
     """The path a chunk names, bound again to the roots the app checked it against (opened only under them)."""
     from .paths import CheckedPath
 
@@ -131,7 +131,7 @@ def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by:
     from .loader import Item, load_items
 
     def run(ctx, progress):
-        items = [Item(_bound(p, roots), label, given) for p, label, given, *roots in rows]
+        items = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
         r = load_items(items, ctx.embedder, ctx.decisions.exemplars, added_by, progress=progress,
                        cancel=lambda: progress.cancelled)
         return {"loaded": r.loaded, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled}
@@ -148,7 +148,7 @@ def predict_chunk(project_name: str, parent: str, index: int, paths: list, names
 
     def run(ctx, progress):
         d = ctx.decisions
-        bound = [_bound(p, [r]) for p, r in zip(paths, roots or [None] * len(paths))]
+        bound = [bound_path(p, [r]) for p, r in zip(paths, roots or [None] * len(paths))]
         r = predict_paths(bound, ctx.embedder, d.exemplars, d.pool, top_n=top_n,
                           threshold=threshold, names=names, progress=progress,
                           cancel=lambda: progress.cancelled, job=parent)
