@@ -9,7 +9,12 @@ for the endpoints that start work.  Every endpoint is a thin call into vss_core.
 Limits a client meets (each with a 4xx answer saying which): the token is checked before a byte of
 the body is read (401); uploads are streamed, each file at most ``MAX_UPLOAD_BYTES`` (the cap VSS
 reads image files with; 413 as soon as one passes it), at most ``BATCH_SIZE`` files kept;
-``top_n`` at most ``MAX_TOP_N`` (400).
+``top_n`` at most ``MAX_TOP_N`` (1,000).
+
+Nothing is read at import but ``FASTAPI_VSS_CORS_ORIGINS``: the app's lifespan opens the
+:class:`~vss_core.service.Service` (``app.state.service``) and closes it at shutdown; endpoints take it
+through ``Depends(get_service)`` (tests override it).  A bad config does not stop the server:
+``/health`` and ``/projects`` list what is wrong under ``config_errors``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import hmac
 import logging
 import os
 import time
+from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -30,6 +36,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
+from starlette.requests import HTTPConnection
 
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import job_status
@@ -43,18 +50,29 @@ CORS_ENV = "FASTAPI_VSS_CORS_ORIGINS"
 WS_PENDING_EVERY_S = 0.5   # a websocket hears "pending" this often; "done" as soon as it is
 WS_MAX_WAIT_S = 300
 
-app = FastAPI(title=f"VSS API version {__version__}", version=__version__,
-              description="fastapi-vss's vector similarity search API, served by VSS's engine.")
-_origins = [o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip()]
-if _origins:
-    app.add_middleware(CORSMiddleware, allow_origins=_origins, allow_credentials=True,
-                       allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
-Instrumentator().instrument(app).expose(app)
-
-service = Service()
-for _error in service.config_errors:
-    log.warning("config: %s", _error)
+router = APIRouter()
 _bearer = HTTPBearer(auto_error=False)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Open the service (projects from ``CONFIG_PATH``) for the server's life, close it at shutdown."""
+    service = await run_in_threadpool(Service)
+    for error in service.config_errors:
+        log.warning("config: %s", error)
+    app.state.service = service
+    try:
+        yield
+    finally:
+        service.close()
+
+
+def get_service(connection: HTTPConnection) -> Service:
+    """The app's :class:`Service`; 503 when the app runs without its lifespan."""
+    service = getattr(connection.app.state, "service", None)
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The VSS service is not started.")
+    return service
 
 
 def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
@@ -68,7 +86,7 @@ def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(_be
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def _invalid(project: str) -> dict | None:
+def _invalid(service: Service, project: str) -> dict | None:
     return None if project in service.projects else {"error": f"Invalid project name {project}"}
 
 
@@ -127,12 +145,12 @@ class _Files:
         self._name, self._data = None, bytearray()
 
 
-async def _uploads(request: Request) -> list[Upload] | dict:
+async def _uploads(request: Request, batch_size: int) -> list[Upload] | dict:
     """The ``files`` of a multipart body, streamed and capped; fastapi-vss's error for too many files."""
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise _missing_files()
-    files = _Files("files", service.batch_size)
+    files = _Files("files", batch_size)
     parser = MultipartParser(params[b"boundary"], files.callbacks())
     try:
         async for chunk in request.stream():
@@ -140,8 +158,8 @@ async def _uploads(request: Request) -> list[Upload] | dict:
         parser.finalize()
     except MultipartParseError:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "There was an error parsing the body") from None
-    if files.count > service.batch_size:
-        return {"error": f"Images should be less than batch size {service.batch_size}"}
+    if files.count > batch_size:
+        return {"error": f"Images should be less than batch size {batch_size}"}
     if not files.files:
         raise _missing_files()
     return files.files
@@ -157,51 +175,57 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
     "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
-@app.exception_handler(UploadTooLarge)
 async def _too_large(request: Request, exc: UploadTooLarge):
     return JSONResponse({"error": str(exc)}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
 
 
-@app.get("/")
+def _with_config_errors(body: dict, service: Service) -> dict:
+    """``body``, plus ``config_errors`` (one line per bad file or setting) when the config has any."""
+    if service.config_errors:
+        body["config_errors"] = [str(e) for e in service.config_errors]
+    return body
+
+
+@router.get("/")
 async def root():
     return {"message": f"Welcome to VSS's fastapi-vss API version {__version__}"}
 
 
-@app.get("/health", status_code=status.HTTP_200_OK)
-async def health():
-    return {"status": "ok", "version": __version__}
+@router.get("/health", status_code=status.HTTP_200_OK)
+async def health(service: Service = Depends(get_service)):
+    return _with_config_errors({"status": "ok", "version": __version__}, service)
 
 
-@app.get("/gpu-memory")
+@router.get("/gpu-memory")
 def gpu_memory_endpoint():
     return gpu_memory()
 
 
-@app.get("/projects")
-async def projects():
-    return {"projects": list(service.projects)}
+@router.get("/projects")
+async def projects(service: Service = Depends(get_service)):
+    return _with_config_errors({"projects": list(service.projects)}, service)
 
 
-@app.get("/ids/{project}")
-def ids(project: str):
+@router.get("/ids/{project}")
+def ids(project: str, service: Service = Depends(get_service)):
     """The first 100 exemplar ids of the project and their labels (``classes``)."""
     try:
-        return _invalid(project) or service.ids(project)
+        return _invalid(service, project) or service.ids(project)
     except VSSError as e:
         return {"error": f"Error getting ids: {e}"}
 
 
-@app.post("/knn/{top_n}/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
-async def knn(top_n: int, project: str, request: Request):
+@router.post("/knn/{top_n}/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
+async def knn(top_n: int, project: str, request: Request, service: Service = Depends(get_service)):
     """Start a job finding each image's ``top_n`` nearest exemplars; poll it with /predict/job."""
-    refused = _invalid(project)
+    refused = _invalid(service, project)
     if refused:
         return refused
     if top_n < 1:
         return {"error": "Please provide a valid top_n value greater than 0"}
     if top_n > MAX_TOP_N:
         return JSONResponse({"error": top_n_error(top_n)}, status_code=status.HTTP_400_BAD_REQUEST)
-    uploads = await _uploads(request)
+    uploads = await _uploads(request, service.batch_size)
     if isinstance(uploads, dict):
         return uploads
     try:
@@ -211,13 +235,13 @@ async def knn(top_n: int, project: str, request: Request):
     return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}
 
 
-@app.post("/embed/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
-async def embed(project: str, request: Request):
+@router.post("/embed/{project}", dependencies=[Depends(require_token)], openapi_extra=_UPLOAD_DOC)
+async def embed(project: str, request: Request, service: Service = Depends(get_service)):
     """Start a job computing each image's embedding; poll it with /predict/job."""
-    refused = _invalid(project)
+    refused = _invalid(service, project)
     if refused:
         return refused
-    uploads = await _uploads(request)
+    uploads = await _uploads(request, service.batch_size)
     if isinstance(uploads, dict):
         return uploads
     try:
@@ -227,10 +251,10 @@ async def embed(project: str, request: Request):
     return {"job_id": job_id, "Comment": f"Use /predict/job/{job_id}/{project} to check status."}
 
 
-@app.get("/predict/job/{job_id}/{project}")
-def predict_job(job_id: str, project: str):
+@router.get("/predict/job/{job_id}/{project}")
+def predict_job(job_id: str, project: str, service: Service = Depends(get_service)):
     """``pending`` while the job runs, ``done`` with ``result`` (and ``results``), or ``failed``."""
-    refused = _invalid(project)
+    refused = _invalid(service, project)
     if refused:
         return refused
     snap = service.job(project, job_id)
@@ -239,12 +263,12 @@ def predict_job(job_id: str, project: str):
     return job_status(snap)
 
 
-@app.websocket("/ws/predict/job/{job_id}/{project}")
-async def ws_predict_job(websocket: WebSocket, job_id: str, project: str):
+@router.websocket("/ws/predict/job/{job_id}/{project}")
+async def ws_predict_job(websocket: WebSocket, job_id: str, project: str, service: Service = Depends(get_service)):
     """Streams ``{"status": "pending"}`` every 0.5 s, then the final status as soon as the job ends."""
     await websocket.accept()
     try:
-        await _stream_job(websocket, job_id, project)
+        await _stream_job(websocket, service, job_id, project)
     except WebSocketDisconnect:
         return
     except Exception as e:  # noqa: BLE001 - tell the client, as fastapi-vss does, then close
@@ -260,7 +284,7 @@ async def ws_predict_job(websocket: WebSocket, job_id: str, project: str):
             pass
 
 
-async def _stream_job(websocket: WebSocket, job_id: str, project: str) -> None:
+async def _stream_job(websocket: WebSocket, service: Service, job_id: str, project: str) -> None:
     if project not in service.projects:
         await websocket.send_json({"status": "error", "message": f"Invalid project name {project}"})
         return
@@ -277,3 +301,20 @@ async def _stream_job(websocket: WebSocket, job_id: str, project: str) -> None:
             return
         await asyncio.sleep(0)
     await websocket.send_json({"status": "error", "message": "Timed out waiting for job"})
+
+
+def create_app() -> FastAPI:
+    """The API, with CORS for the origins in ``FASTAPI_VSS_CORS_ORIGINS`` and Prometheus at /metrics."""
+    app = FastAPI(title=f"VSS API version {__version__}", version=__version__, lifespan=lifespan,
+                  description="fastapi-vss's vector similarity search API, served by VSS's engine.")
+    origins = [o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
+                           allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
+    app.add_exception_handler(UploadTooLarge, _too_large)
+    app.include_router(router)
+    Instrumentator().instrument(app).expose(app)
+    return app
+
+
+app = create_app()

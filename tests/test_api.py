@@ -1,7 +1,8 @@
-"""The fastapi-vss REST API (api.py), tested through a real uvicorn server process.
+"""The fastapi-vss REST API (api.py), in process through FastAPI's TestClient (which runs the app's
+lifespan, so the service opens as under uvicorn), and once through a real uvicorn server process.
 
-The server runs on a free loopback port over the embedded Redis in a tmp
-VSS_DATA_DIR, with the tiny ViT saved to disk and a CONFIG_PATH of one project.
+The service runs over the embedded Redis in a tmp VSS_DATA_DIR, with the tiny ViT saved to disk and
+a CONFIG_PATH of one project.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
+from fastapi.testclient import TestClient
 
+import api
 from tests.fixtures_app import free_port
 from tests.fixtures_models import LABELS, encode, label_image
 
@@ -60,6 +64,14 @@ def api_server(env: dict):
         log.close()
 
 
+@contextmanager
+def environment(env: dict):
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield
+
+
 @pytest.fixture(scope="module")
 def api_setup(tmp_path_factory, tiny_vit_dir, image_folder):
     from vss_core.config import load_projects
@@ -75,26 +87,22 @@ def api_setup(tmp_path_factory, tiny_vit_dir, image_folder):
         f"vss:\n  project: {PROJECT}\n  model: {tiny_vit_dir}\n  device: cpu\n  output_path: results\n")
     env = {"CONFIG_PATH": str(config), "VSS_DATA_DIR": str(base / "data"), "BATCH_SIZE": str(BATCH_SIZE)}
     (base / "data").mkdir()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         project = load_projects().get(PROJECT)
         embedder = Embedder(str(tiny_vit_dir), device="cpu")
         store = open_store(project, embedder.dim)
         store.client.flushall()
         load_items(collect_folder(image_folder), embedder, store, added_by="fixture")
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     yield base, env, project
     embedded_server(base / "data" / PROJECT).stop()
 
 
 @pytest.fixture(scope="module")
-def api(api_setup):
+def client(api_setup):
+    """A TestClient of ``api.app`` with its lifespan running over the one-project config."""
     _, env, _ = api_setup
-    with api_server({**env, "FASTAPI_VSS_CORS_ORIGINS": f"{ORIGIN}, http://other.example"}) as url:
-        yield url
+    with environment(env), TestClient(api.app) as test_client:
+        yield test_client
 
 
 def query_files(n_per_label: int = 1, seed: int = 4000) -> list[tuple[str, bytes, str]]:
@@ -106,16 +114,16 @@ def query_files(n_per_label: int = 1, seed: int = 4000) -> list[tuple[str, bytes
     return out
 
 
-def post(url: str, path: str, files, **kwargs) -> requests.Response:
+def post(http: TestClient, path: str, files, **kwargs):
     multipart = [("files", (name, io.BytesIO(data), "image/jpeg")) for name, data, *_ in files]
-    return requests.post(f"{url}{path}", files=multipart, timeout=30, **kwargs)
+    return http.post(path, files=multipart, **kwargs)
 
 
-def poll(url: str, job_id: str, project: str = PROJECT, every: float = 0.1, limit: float = 60) -> dict:
+def poll(http: TestClient, job_id: str, project: str = PROJECT, every: float = 0.1, limit: float = 60) -> dict:
     """fastapi-vss's documented client loop: GET the job until it is no longer pending."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        body = requests.get(f"{url}/predict/job/{job_id}/{project}", timeout=10).json()
+        body = http.get(f"/predict/job/{job_id}/{project}").json()
         if body.get("status") != "pending":
             return body
         time.sleep(every)
@@ -133,13 +141,36 @@ def aipipeline_labels(result: dict, threshold: float) -> list[str | None]:
     return labels
 
 
-def test_fastapi_vss_client_flow_end_to_end(api, api_setup):
+# -- the real server: ``uvicorn api:app`` starts, and a knn job goes over its HTTP and websocket ----------
+
+def test_uvicorn_serves_a_knn_job_over_http_and_its_websocket(api_setup):
+    from websockets.sync.client import connect
+
+    _, env, _ = api_setup
+    with api_server(env) as url:
+        files = query_files()
+        multipart = [("files", (name, data, "image/jpeg")) for name, data, _ in files]
+        job_id = requests.post(f"{url}/knn/2/{PROJECT}", files=multipart, timeout=30).json()["job_id"]
+        messages = []
+        with connect(f"ws{url[4:]}/ws/predict/job/{job_id}/{PROJECT}", open_timeout=10) as ws:
+            while True:
+                messages.append(json.loads(ws.recv(timeout=30)))
+                if messages[-1]["status"] != "pending":
+                    break
+    assert all(m == {"status": "pending"} for m in messages[:-1])
+    assert messages[-1]["status"] == "done"
+    assert [p[0] for p in messages[-1]["result"]["predictions"]] == [f[2] for f in files]
+
+
+# -- in process: FastAPI's TestClient ----------------------------------------------------------------------
+
+def test_fastapi_vss_client_flow_end_to_end(client, api_setup):
     files = query_files()
-    started = post(api, f"/knn/3/{PROJECT}", files)
+    started = post(client, f"/knn/3/{PROJECT}", files)
     assert started.status_code == 200
     job_id = started.json()["job_id"]
     assert started.json()["Comment"] == f"Use /predict/job/{job_id}/{PROJECT} to check status."
-    body = poll(api, job_id)
+    body = poll(client, job_id)
     assert body["status"] == "done" and body["results"] == body["result"]
     result = body["result"]
     assert result["filenames"] == [f[0] for f in files]
@@ -154,10 +185,10 @@ def test_fastapi_vss_client_flow_end_to_end(api, api_setup):
     assert json.loads(written.read_text())["predictions"] == result["predictions"]
 
 
-def test_a_non_image_fails_alone(api):
+def test_a_non_image_fails_alone(client):
     files = query_files()[:2]
     files.insert(1, ("notes.txt", b"not an image at all", ""))
-    body = poll(api, post(api, f"/knn/2/{PROJECT}", files).json()["job_id"])
+    body = poll(client, post(client, f"/knn/2/{PROJECT}", files).json()["job_id"])
     assert body["status"] == "done"
     result = body["result"]
     assert result["filenames"] == [files[0][0], files[2][0]]
@@ -165,26 +196,23 @@ def test_a_non_image_fails_alone(api):
     assert "notes.txt" in result["errors"] and "not an image" in result["errors"]["notes.txt"]
 
 
-def test_websocket_streams_pending_then_the_result(api):
-    from websockets.sync.client import connect
-
-    job_id = post(api, f"/knn/2/{PROJECT}", query_files()).json()["job_id"]
+def test_websocket_streams_pending_then_the_result(client):
+    job_id = post(client, f"/knn/2/{PROJECT}", query_files()).json()["job_id"]
     messages = []
-    with connect(f"ws{api[4:]}/ws/predict/job/{job_id}/{PROJECT}", open_timeout=10) as ws:
+    with client.websocket_connect(f"/ws/predict/job/{job_id}/{PROJECT}") as ws:
         while True:
-            messages.append(json.loads(ws.recv(timeout=30)))
+            messages.append(ws.receive_json())
             if messages[-1]["status"] != "pending":
                 break
     assert all(m == {"status": "pending"} for m in messages[:-1])
     assert messages[-1]["status"] == "done" and len(messages[-1]["result"]["predictions"]) == 3
-    with connect(f"ws{api[4:]}/ws/predict/job/nope/{PROJECT}", open_timeout=10) as ws:
-        assert json.loads(ws.recv(timeout=10)) == {
-            "status": "error", "message": f"Job ID nope does not exist in project {PROJECT}"}
-    with connect(f"ws{api[4:]}/ws/predict/job/{job_id}/nowhere", open_timeout=10) as ws:
-        assert json.loads(ws.recv(timeout=10)) == {"status": "error", "message": "Invalid project name nowhere"}
+    with client.websocket_connect(f"/ws/predict/job/nope/{PROJECT}") as ws:
+        assert ws.receive_json() == {"status": "error", "message": f"Job ID nope does not exist in project {PROJECT}"}
+    with client.websocket_connect(f"/ws/predict/job/{job_id}/nowhere") as ws:
+        assert ws.receive_json() == {"status": "error", "message": "Invalid project name nowhere"}
 
 
-def test_error_bodies_are_fastapi_vss_s(api):
+def test_error_bodies_are_fastapi_vss_s(client):
     one = query_files()[:1]
     cases = {
         "/knn/3/nowhere": {"error": "Invalid project name nowhere"},
@@ -192,57 +220,59 @@ def test_error_bodies_are_fastapi_vss_s(api):
         f"/knn/0/{PROJECT}": {"error": "Please provide a valid top_n value greater than 0"},
     }
     for path, expected in cases.items():
-        response = post(api, path, one)
+        response = post(client, path, one)
         assert (response.status_code, response.json()) == (200, expected), path
     too_many = query_files(2)[:BATCH_SIZE + 1]
     for path in (f"/knn/3/{PROJECT}", f"/embed/{PROJECT}"):
-        response = post(api, path, too_many)
+        response = post(client, path, too_many)
         assert response.json() == {"error": f"Images should be less than batch size {BATCH_SIZE}"}
-    assert requests.get(f"{api}/predict/job/abc/{PROJECT}").json() == {
+    assert client.get(f"/predict/job/abc/{PROJECT}").json() == {
         "error": f"Job ID abc does not exist in project {PROJECT}"}
-    assert requests.get(f"{api}/predict/job/abc/nowhere").json() == {"error": "Invalid project name nowhere"}
-    assert requests.get(f"{api}/ids/nowhere").json() == {"error": "Invalid project name nowhere"}
-    assert post(api, f"/knn/three/{PROJECT}", one).status_code == 422  # malformed: FastAPI's 422
-    assert requests.post(f"{api}/knn/3/{PROJECT}").status_code == 422
+    assert client.get("/predict/job/abc/nowhere").json() == {"error": "Invalid project name nowhere"}
+    assert client.get("/ids/nowhere").json() == {"error": "Invalid project name nowhere"}
+    assert post(client, f"/knn/three/{PROJECT}", one).status_code == 422  # malformed: FastAPI's 422
+    assert client.post(f"/knn/3/{PROJECT}").status_code == 422
 
 
-def test_embed_job_returns_one_vector_per_image(api):
+def test_embed_job_returns_one_vector_per_image(client):
     files = query_files()[:2] + [("bad.png", b"\x89PNG\r\n\x1a\nbroken", "")]
-    body = poll(api, post(api, f"/embed/{PROJECT}", files).json()["job_id"])
+    body = poll(client, post(client, f"/embed/{PROJECT}", files).json()["job_id"])
     result = body["result"]
     assert result["filenames"] == [files[0][0], files[1][0]]
     assert [len(v) for v in result["embeddings"]] == [32, 32]
     assert list(result["errors"]) == ["bad.png"]
 
 
-def test_listing_endpoints_docs_and_metrics(api):
-    assert requests.get(f"{api}/health").json()["status"] == "ok"
-    assert "Welcome" in requests.get(f"{api}/").json()["message"]
-    assert requests.get(f"{api}/projects").json() == {"projects": [PROJECT]}
-    ids = requests.get(f"{api}/ids/{PROJECT}").json()
+def test_listing_endpoints_docs_and_metrics(client):
+    assert client.get("/health").json() == {"status": "ok", "version": api.__version__}  # no config_errors
+    assert "Welcome" in client.get("/").json()["message"]
+    assert client.get("/projects").json() == {"projects": [PROJECT]}
+    ids = client.get(f"/ids/{PROJECT}").json()
     assert len(ids["ids"]) == len(ids["classes"]) == 18 and set(ids["classes"]) == set(LABELS)
-    gpu = requests.get(f"{api}/gpu-memory").json()
+    gpu = client.get("/gpu-memory").json()
     assert gpu == {"error": "No GPU available"} or {"used_memory", "total_memory"} <= set(gpu)
-    docs = requests.get(f"{api}/docs")
+    docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    paths = requests.get(f"{api}/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json").json()["paths"]
     assert {"/knn/{top_n}/{project}", "/embed/{project}", "/predict/job/{job_id}/{project}"} <= set(paths)
-    metrics = requests.get(f"{api}/metrics").text
+    metrics = client.get("/metrics").text
     assert 'handler="/health"' in metrics and "http_requests_total" in metrics
 
 
-def test_cors_from_fastapi_vss_s_variable(api):
+def test_cors_from_fastapi_vss_s_variable(monkeypatch):
+    monkeypatch.setenv("FASTAPI_VSS_CORS_ORIGINS", f"{ORIGIN}, http://other.example")
+    cors = TestClient(api.create_app())
     headers = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
-    allowed = requests.options(f"{api}/knn/3/{PROJECT}", headers=headers)
+    allowed = cors.options(f"/knn/3/{PROJECT}", headers=headers)
     assert allowed.headers.get("access-control-allow-origin") == ORIGIN
-    other = requests.options(f"{api}/knn/3/{PROJECT}", headers={**headers, "Origin": "http://evil.example"})
+    other = cors.options(f"/knn/3/{PROJECT}", headers={**headers, "Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
 
 
-def test_concurrent_clients_each_get_their_own_results(api):
+def test_concurrent_clients_each_get_their_own_results(client):
     def one(seed):
         files = query_files(seed=seed)
-        body = poll(api, post(api, f"/knn/2/{PROJECT}", files).json()["job_id"])
+        body = poll(client, post(client, f"/knn/2/{PROJECT}", files).json()["job_id"])
         return [f[0] for f in files], body["result"]
 
     with ThreadPoolExecutor(8) as pool:
@@ -251,141 +281,35 @@ def test_concurrent_clients_each_get_their_own_results(api):
             assert [p[0] for p in result["predictions"]] == [n.split("_q")[0] for n in names]
 
 
-def test_token_guards_the_write_endpoints_and_results_expire(api_setup):
+def test_token_guards_the_write_endpoints_and_results_expire(api_setup, monkeypatch):
+    import vss_core.service as service_module
+
     _, env, _ = api_setup
-    with api_server({**env, "VSS_API_TOKEN": TOKEN, "VSS_RESULT_TTL_S": "1"}) as url:
+    with environment({**env, "VSS_API_TOKEN": TOKEN, "VSS_RESULT_TTL_S": "1"}), \
+            TestClient(api.create_app()) as guarded:
         files = query_files()[:1]
-        assert post(url, f"/knn/1/{PROJECT}", files).status_code == 401
-        wrong = post(url, f"/knn/1/{PROJECT}", files, headers={"Authorization": "Bearer nope"})
+        assert post(guarded, f"/knn/1/{PROJECT}", files).status_code == 401
+        wrong = post(guarded, f"/knn/1/{PROJECT}", files, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
-        assert post(url, f"/embed/{PROJECT}", files).status_code == 401
-        assert requests.get(f"{url}/health").status_code == 200
-        started = post(url, f"/knn/1/{PROJECT}", files, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert post(guarded, f"/embed/{PROJECT}", files).status_code == 401
+        assert guarded.get("/health").status_code == 200
+        started = post(guarded, f"/knn/1/{PROJECT}", files, headers={"Authorization": f"Bearer {TOKEN}"})
         job_id = started.json()["job_id"]
-        assert poll(url, job_id)["status"] == "done"
-        time.sleep(1.5)
-        assert requests.get(f"{url}/predict/job/{job_id}/{PROJECT}").json() == {
+        assert poll(guarded, job_id)["status"] == "done"
+        later = time.time() + 1.5  # the service's clock only: 1.5 s after the job finished
+        monkeypatch.setattr(service_module, "time", SimpleNamespace(
+            time=lambda: later, monotonic=time.monotonic, sleep=time.sleep))
+        assert guarded.get(f"/predict/job/{job_id}/{PROJECT}").json() == {
             "error": f"Job ID {job_id} does not exist in project {PROJECT}"}
 
 
 def test_a_job_started_over_rest_shows_in_the_apps_job_panel(app_env):
     from tests.test_app import SEARCH, open_app, texts
 
-    with api_server(dict(app_env.env)) as url:
+    with TestClient(api.create_app()) as rest:
         files = query_files()
-        job_id = post(url, "/knn/2/gamma", files).json()["job_id"]
-        assert poll(url, job_id, project="gamma")["status"] == "done"
+        job_id = post(rest, "/knn/2/gamma", files).json()["job_id"]
+        assert poll(rest, job_id, project="gamma")["status"] == "done"
     at = open_app("gamma", page=SEARCH)
     shown = texts(at)
     assert "**KNN (REST)** 3 image(s), top 2" in shown and "— done" in shown
-
-
-# -- hostile clients, in process (FastAPI's TestClient, or the ASGI app driven chunk by chunk) -------------
-
-@pytest.fixture
-def app_module(tmp_path, monkeypatch, tiny_vit_dir):
-    """``api`` with a service over a one-project config (nothing connects until a job starts)."""
-    import api as api_module
-    from vss_core.service import Service
-
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / f"{PROJECT}.yaml").write_text(f"vss:\n  project: {PROJECT}\n  model: {tiny_vit_dir}\n  device: cpu\n")
-    monkeypatch.setenv("VSS_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("BATCH_SIZE", str(BATCH_SIZE))
-    monkeypatch.setattr(api_module, "service", Service(config))
-    return api_module
-
-
-def drive(app, path: str, headers: dict, chunks) -> tuple[int, dict, int]:
-    """POST ``chunks`` to the ASGI ``app`` one receive() at a time: (status, JSON body, chunks it read)."""
-    import asyncio
-
-    source, read, sent = iter(chunks), 0, []
-
-    async def receive():
-        nonlocal read
-        chunk = next(source, None)
-        if chunk is None:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        read += 1
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
-    asyncio.run(app(scope, receive, send))
-    status_code = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status_code, json.loads(body), read
-
-
-def multipart_chunks(file_bytes: int, chunk: int = 64 * 1024, name: str = "big.jpg"):
-    """A multipart body with one ``files`` part of ``file_bytes`` bytes, in ``chunk``-sized pieces."""
-    yield (f"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-           "Content-Type: image/jpeg\r\n\r\n").encode()
-    for start in range(0, file_bytes, chunk):
-        yield b"\xff" * min(chunk, file_bytes - start)
-    yield b"\r\n--xyz--\r\n"
-
-
-MULTIPART = {"Content-Type": "multipart/form-data; boundary=xyz"}
-
-
-def test_a_wrong_token_is_refused_before_a_byte_of_the_body_is_read(app_module, monkeypatch):
-    monkeypatch.setenv("VSS_API_TOKEN", TOKEN)
-    for path in (f"/knn/3/{PROJECT}", f"/embed/{PROJECT}"):
-        for auth in ({}, {"Authorization": "Bearer nope"}):
-            status_code, body, read = drive(app_module.app, path, {**MULTIPART, **auth},
-                                            multipart_chunks(64 * 1024**2))
-            assert (status_code, read) == (401, 0), (path, auth, body)
-            assert body == {"detail": "Missing or wrong bearer token."}
-
-
-def test_an_upload_over_the_file_cap_is_refused_as_it_streams(app_module, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_UPLOAD_BYTES", 1024**2)
-    total_chunks = len(list(multipart_chunks(64 * 1024**2)))
-    for path in (f"/knn/3/{PROJECT}", f"/embed/{PROJECT}"):
-        status_code, body, read = drive(app_module.app, path, MULTIPART, multipart_chunks(64 * 1024**2))
-        assert status_code == 413 and body == {"error": "big.jpg: over the cap of 1,048,576 bytes per file"}
-        assert read <= 1024**2 // (64 * 1024) + 2 < total_chunks  # stopped at the cap, not at the end
-    from vss_core.images import MAX_FILE_BYTES
-    from vss_core.service import MAX_UPLOAD_BYTES
-
-    assert MAX_UPLOAD_BYTES == MAX_FILE_BYTES  # the cap every image file is read with
-
-
-def test_top_n_is_capped_with_a_clear_4xx_error(app_module):
-    from fastapi.testclient import TestClient
-
-    from vss_core.service import MAX_TOP_N, top_n_error
-
-    client = TestClient(app_module.app)
-    one = [("files", ("a.jpg", encode(label_image("circles", seed=1)), "image/jpeg"))]
-    response = client.post(f"/knn/{MAX_TOP_N + 1}/{PROJECT}", files=one)
-    assert response.status_code == 400
-    assert response.json() == {"error": f"top_n {MAX_TOP_N + 1:,} is more than {MAX_TOP_N:,}, "
-                                        "the most neighbours a request may ask for"}
-    assert client.post(f"/knn/1000000/{PROJECT}", files=one).status_code == 400
-    assert top_n_error(MAX_TOP_N) is None and top_n_error(0) is not None
-    assert client.post(f"/knn/3/{PROJECT}").status_code == 422  # no files: malformed, as before
-
-
-def test_finished_jobs_are_forgotten_after_their_ttl_not_after_a_count(app_module, monkeypatch):
-    from vss_core import jobs
-    from vss_core.service import RESULT_TTL_S
-
-    registry = app_module.service.registry
-    ids = [registry.start("knn", lambda p: {"ok": True}) for _ in range(2100)]
-    for job_id in ids:
-        registry.wait(job_id, 10)
-    registry.start("knn", lambda p: None)
-    assert all(registry.get(job_id) is not None for job_id in ids)  # 2,100 finished, none dropped by count
-    later = jobs.time.time() + RESULT_TTL_S + 1
-    monkeypatch.setattr(jobs.time, "time", lambda: later)
-    registry.jobs()
-    assert all(registry.get(job_id) is None for job_id in ids)

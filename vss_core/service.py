@@ -1,7 +1,8 @@
 """The engine behind the REST API (``api.py``): projects, their models and stores, and jobs.
 
 One :class:`Service` per server process.  It opens a project's embedder, store
-and :class:`~vss_core.batching.Batcher` on first use and keeps them; knn and
+and :class:`~vss_core.batching.Batcher` on first use, once however many requests
+ask at the same time, and keeps them; knn and
 embed requests become jobs of its :class:`~vss_core.jobs.JobRegistry`, which
 publishes them to the project's job board, so the Streamlit app shows them and
 any process over the same Redis can answer a poll.
@@ -13,20 +14,22 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vss_core.batching import Batcher
-from vss_core.config import ProjectConfig, load_projects, settings
-from vss_core.errors import InputError, JobError, VSSError
+from vss_core.config import DEFAULT_BATCH_SIZE, ProjectConfig, ProjectSet, batch_size, load_projects
+from vss_core.config_keys import shown
+from vss_core.errors import ConfigError, InputError, JobError, VSSError
 from vss_core.fastapi_compat import embed_result, write_result
 from vss_core.images import MAX_FILE_BYTES
 from vss_core.jobboard import FINISHED_TTL_S
 from vss_core.jobs import JobRegistry, JobSnapshot
 
-__all__ = ["Service", "Upload", "RESULT_TTL_S", "JOB_TIMEOUT_S", "MAX_TOP_N", "MAX_UPLOAD_BYTES", "top_n_error"]
+__all__ = ["Service", "Upload", "RESULT_TTL_ENV", "JOB_TIMEOUT_S", "MAX_TOP_N", "MAX_UPLOAD_BYTES",
+           "top_n_error"]
 
-# a finished job's result is gone after this (RQ's default result_ttl); VSS_RESULT_TTL_S overrides
-RESULT_TTL_S = float(os.environ.get("VSS_RESULT_TTL_S") or FINISHED_TTL_S)
+RESULT_TTL_ENV = "VSS_RESULT_TTL_S"
+"""Seconds a finished job's result stays readable (default: RQ's result_ttl, 500), read when a Service opens."""
 JOB_TIMEOUT_S = 120.0           # longest a request's batch may take before its job fails
 IDS_LIMIT = 100
 MAX_TOP_N = 1000
@@ -61,54 +64,75 @@ class _Engine:
 
 
 class Service:
-    """Projects from ``CONFIG_PATH`` and the jobs run on them; thread-safe."""
+    """Projects from ``CONFIG_PATH`` and the jobs run on them; thread-safe.
+
+    A bad config never raises here: the projects that loaded are served and ``config_errors`` says
+    what is wrong (a bad ``BATCH_SIZE`` leaves no project).
+    """
 
     def __init__(self, config_dir=None):
-        found = load_projects(config_dir)
+        found = _load(config_dir)
         self.projects: dict[str, ProjectConfig] = found.projects
-        self.config_errors = found.errors
-        self.batch_size = settings().batch_size
+        self.config_errors: list[ConfigError] = found.errors
+        self.batch_size = _batch_size()
+        self.result_ttl_s = _result_ttl_s(self.config_errors)
         self._lock = threading.Lock()
+        self._opening: dict[tuple, threading.Lock] = {}
         self._engines: dict[str, _Engine] = {}
         self._embedders: dict[tuple, Any] = {}
         self._clients: dict[str, Any] = {}
-        self.registry = JobRegistry(keep_finished=None, finished_ttl_s=RESULT_TTL_S, boards=self.client)
+        self.registry = JobRegistry(keep_finished=None, finished_ttl_s=self.result_ttl_s, boards=self.client)
 
     # -- resources -----------------------------------------------------------
+    def _once(self, cache: dict, kind: str, key, make: Callable[[], Any]):
+        """``cache[key]``, made by ``make()`` the first time; callers racing that first time wait for it
+        (one lock per key, so other keys are not held up).  A ``make`` that raises caches nothing."""
+        with self._lock:
+            if key in cache:
+                return cache[key]
+            gate = self._opening.setdefault((kind, key), threading.Lock())
+        with gate:
+            with self._lock:
+                if key in cache:
+                    return cache[key]
+            value = make()
+            with self._lock:
+                cache[key] = value
+            return value
+
     def client(self, name: str):
         """The redis client of project ``name`` (started if embedded); None for an unknown one."""
         project = self.projects.get(name)
         if project is None:
             return None
-        with self._lock:
-            if name not in self._clients:
-                from vss_core.redis_server import connect
+        from vss_core.redis_server import connect
 
-                self._clients[name] = connect(project)
-            return self._clients[name]
+        return self._once(self._clients, "client", name, lambda: connect(project))
 
     def engine(self, name: str) -> _Engine:
-        """The project's embedder, store and batcher, opened on first use."""
-        with self._lock:
-            found = self._engines.get(name)
-        if found is not None:
-            return found
-        from vss_core.embedder import for_project
+        """The project's embedder, store and batcher, opened on first use: concurrent first requests
+        wait for one open (the model loads once)."""
+        return self._once(self._engines, "engine", name, lambda: self._open(name))
+
+    def _open(self, name: str) -> _Engine:
+        from vss_core import embedder as embedders
         from vss_core.schema import layout_for
         from vss_core.store import VectorStore
 
         project = self.projects[name]
         key = (project.model, project.device, project.batch_size)
-        with self._lock:
-            embedder = self._embedders.get(key)
-        if embedder is None:
-            embedder = for_project(project)
+        embedder = self._once(self._embedders, "embedder", key, lambda: embedders.for_project(project))
         store = VectorStore(self.client(name), layout_for(project).exemplars)
         store.ensure_index(embedder.dim, model=project.model)
-        engine = _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
+        return _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
+
+    def close(self) -> None:
+        """Close the projects' Redis connections and forget their engines (embedded servers stop at exit)."""
         with self._lock:
-            self._embedders.setdefault(key, embedder)
-            return self._engines.setdefault(name, engine)
+            clients, self._clients = list(self._clients.values()), {}
+            self._engines.clear()
+        for client in clients:
+            client.close()
 
     # -- jobs ----------------------------------------------------------------
     def start_knn(self, name: str, uploads: Sequence[Upload], top_n: int) -> str:
@@ -147,7 +171,7 @@ class Service:
         snap = self.registry.get(job_id, project=name)
         if snap is None or snap.project != name:
             return None
-        if snap.finished and snap.finished_at and time.time() - snap.finished_at > RESULT_TTL_S:
+        if snap.finished and snap.finished_at and time.time() - snap.finished_at > self.result_ttl_s:
             return None
         return snap
 
@@ -179,6 +203,34 @@ class Service:
             if len(ids) >= limit:
                 break
         return {"ids": ids, "classes": classes}
+
+
+def _load(config_dir) -> ProjectSet:
+    """The projects under ``config_dir``; a bad ``BATCH_SIZE`` (which every project needs) is an error, not a raise."""
+    try:
+        return load_projects(config_dir)
+    except ConfigError as e:
+        return ProjectSet(errors=[e])
+
+
+def _batch_size() -> int:
+    try:
+        return batch_size()
+    except ConfigError:  # already in config_errors, from load_projects: no project to upload to
+        return DEFAULT_BATCH_SIZE
+
+
+def _result_ttl_s(errors: list) -> float:
+    raw = os.environ.get(RESULT_TTL_ENV)
+    try:
+        ttl = float(raw) if raw else FINISHED_TTL_S
+    except ValueError:
+        ttl = -1.0
+    if not 0 <= ttl < float("inf"):
+        errors.append(ConfigError(f"must be a number of seconds, got {shown(raw)}; using {FINISHED_TTL_S:g}",
+                                  key=RESULT_TTL_ENV))
+        ttl = FINISHED_TTL_S
+    return ttl
 
 
 def gpu_memory() -> dict:
