@@ -172,3 +172,25 @@ def test_deadline_is_total_not_per_read(env, slow, monkeypatch):
     server = slow("trickle")
     result = bounded(remote_config.fetch_all, {"a": server.url}, env)
     assert "within the deadline" in result["a"].error
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_a_config_folder_the_user_may_not_read_is_named_not_passed_over():
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="vss-cfg-") as base:
+        os.chmod(base, 0o711)
+        folder = Path(base) / "config"
+        folder.mkdir(mode=0o700)
+        (folder / "p.yaml").write_text("vss: {project: p, model: m}\n")
+        code = ("from vss_core.config import load_projects; r = load_projects(%r); "
+                "print(len(r.projects), [str(e) for e in r.errors])" % str(folder))
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                               "-c", code], capture_output=True, text=True, timeout=120,
+                              cwd=str(Path(__file__).resolve().parent.parent),
+                              env={**os.environ, "VSS_DATA_DIR": base, "PYTHONPATH": "."})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("0 ") and "cannot read the config folder" in done.stdout and str(folder) in done.stdout

@@ -45,7 +45,6 @@ class Batcher:
         self._queue: queue.Queue[_Request] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.batches = 0  # how many model calls served the requests so far
 
     def search(self, sources, names, top_n: int) -> "Future[SearchResults]":
         """A future of the :class:`SearchResults` of ``sources`` (bytes or paths) with ``top_n`` neighbours."""
@@ -88,7 +87,6 @@ class Batcher:
     def _run(self, batch: list[_Request]) -> None:
         try:
             embedded = self.embedder.embed([s for r in batch for s in r.sources])
-            self.batches += 1
             parts = _split(embedded, [len(r.sources) for r in batch])
             searched = [(r, p) for r, p in zip(batch, parts) if r.top_n > 0]
             neighbors = self._knn(searched)

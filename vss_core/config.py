@@ -162,6 +162,11 @@ def load_projects(config_dir: str | Path | None = None) -> ProjectSet:
     if not folder.is_dir():
         result.errors.append(ConfigError("config folder does not exist", file=str(folder)))
         return result
+    try:
+        os.scandir(folder).close()  # rglob below passes over a folder it may not read without a word
+    except OSError as exc:
+        result.errors.append(ConfigError(f"cannot read the config folder: {exc.strerror}", file=str(folder)))
+        return result
     files = sorted({*folder.rglob("*.yaml"), *folder.rglob("*.yml")})
     parsed = {}
     for path in files:
