@@ -78,13 +78,15 @@ def test_least_confident_puts_uncertain_first(redis_project, embedder, image_fol
     median = bests[len(bests) // 2]
     d.pool.client.delete(*[d.pool.key_for(i) for i in d.pool.ids(PoolFilter())])
     _predict(d, embedder, queries, threshold=median)
-    _, ordered = d.pool.page(sort="least confident")
+    _, ordered = d.pool.page(sort="least_confident")
     flags = [item.uncertain for item in ordered]
     assert any(flags) and not all(flags)
     assert flags == sorted(flags, reverse=True)  # every uncertain item before every certain one
     assert all(item.uncertain for item in ordered if item.best < median)
-    _, most = d.pool.page(sort="most confident")
+    _, most = d.pool.page(sort="most_confident")
     assert not most[0].uncertain
+    with pytest.raises(InputError, match="unknown sort 'most confident'"):
+        d.pool.page(sort="most confident")  # the page's words are not the engine's ids
     lo, hi = (bests[1] + bests[2]) / 2, (bests[-3] + bests[-2]) / 2
     total, ranged = d.pool.page(where=PoolFilter(min_score=lo, max_score=hi))
     assert total == sum(lo <= b <= hi for b in bests) and all(lo <= i.best <= hi for i in ranged)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from ui import state
@@ -11,10 +10,7 @@ from ui.review import flash
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
 from vss_core.exemplar_review import ExemplarReview
-from vss_core.index_layout import as_text
-from vss_core.schema import VECTOR
 
-FIELDS = ("source", "audit", VECTOR)
 
 
 def _do(d, what: str, key: str, label: str | None = None) -> None:
@@ -31,19 +27,19 @@ def _do(d, what: str, key: str, label: str | None = None) -> None:
 
 def row(d, scored, known: list[str], n_neighbors: int = 6) -> None:
     """One suspect exemplar: thumbnail, label and score, its neighbours with their labels, actions."""
-    values = dict(zip(FIELDS, d.client.hmget(scored.member, FIELDS)))
-    if values[VECTOR] is None:
+    shown = d.exemplars.for_audit(scored.member)
+    if shown is None:
         return  # retired or relabelled since it was scored
-    label = d.exemplars.label_of(scored.member)
-    hits = d.exemplars.knn(np.frombuffer(values[VECTOR], np.float32), n_neighbors + 1)[0]
+    label = shown.label
+    hits = d.exemplars.knn(shown.vector, n_neighbors + 1)[0]
     hits = [h for h in hits if h.key != scored.member][:n_neighbors]
     blocked = not state.annotator()
     with st.container(border=True):
         cols = st.columns([1.3, *([1] * n_neighbors)])
-        cols[0].image(thumb_cache().get(as_text(values["source"])), width=120,
+        cols[0].image(thumb_cache().get(shown.source), width=120,
                       caption=f"{md(label)} · suspicion {scored.score:.2f}")
-        if values["audit"]:
-            cols[0].caption(md(as_text(values["audit"])))
+        if shown.audit:
+            cols[0].caption(md(shown.audit))
         for col, h in zip(cols[1:], hits):
             col.image(thumb_cache().get(h.source), width=90,
                       caption=("✓ " if h.label == label else "✗ ") + f"{md(h.label)} · {h.score:.3f}")

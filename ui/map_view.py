@@ -28,8 +28,8 @@ def build(d, method: str, seed: int = 0) -> dict:
     items = d.pool.get(ids)
     vectors = np.vstack([ex, d.pool.vectors(ids)]) if len(ids) else ex
     xy = mining.project_2d(vectors, method, seed)
-    novelty = _scores(d, mining_jobs.NOVELTY)
-    anomaly = _scores(d, mining_jobs.ANOMALY)
+    novelty = mining_jobs.score_map(d, mining_jobs.NOVELTY)
+    anomaly = mining_jobs.score_map(d, mining_jobs.ANOMALY)
     rows = [{"x": float(x), "y": float(y), "kind": "exemplar", "label": label, "id": key,
              "novelty": None, "anomaly": None} for (x, y), key, label in zip(xy[:len(ex_keys)], ex_keys, ex_labels)]
     rows += [{"x": float(x), "y": float(y), "kind": "pool", "label": item.label, "id": item.id,
@@ -56,9 +56,6 @@ def _sample(rng, n_ex: int, n_pool: int):
             sorted(rng.choice(n_pool, pool_share, replace=False).tolist()))
 
 
-def _scores(d, kind: str) -> dict[str, float]:
-    rows = d.client.zrange(d.layout.scores_key(kind), 0, -1, withscores=True)
-    return {m.decode(): s for m, s in rows}
 
 
 def chart(points: dict, colour: str):

@@ -10,7 +10,7 @@ from ui.thumbs import thumb_cache
 from vss_core import mining, mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import PoolFilter
+from vss_core.pool import LEAST_CONFIDENT, PoolFilter
 from vss_core.schema import ACCEPTED, DISMISSED, PREDICTED, RARE
 
 MAX_GROUPED = 500
@@ -73,7 +73,7 @@ def rare_classes(d, known_counts: dict[str, int]) -> None:
         _, items = d.pool.page(PoolFilter(statuses=(PREDICTED,), suggestions=tuple(rare)), limit=100)
         _table(d, items, "rare_table", "share", sorted(known_counts))
     st.markdown("**Neighbours disagree** (undecided, marked uncertain)")
-    _, items = d.pool.page(PoolFilter(statuses=(PREDICTED,), uncertain_only=True), sort="least confident", limit=100)
+    _, items = d.pool.page(PoolFilter(statuses=(PREDICTED,), uncertain_only=True), sort=LEAST_CONFIDENT, limit=100)
     _table(d, items, "disagree_table", "best", sorted(known_counts))
 
 

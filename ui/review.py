@@ -14,7 +14,7 @@ from ui.thumbs import thumb_cache
 from vss_core.audit_log import describe
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import SORTS, PoolFilter
+from vss_core.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
 from vss_core.resuggest import KIND as RESUGGEST
 from vss_core.resuggest import resuggest_job
 from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
@@ -34,6 +34,10 @@ def show_flash() -> None:
         getattr(st, kind)(md(text))
 
 
+SORT_NAMES = {LEAST_CONFIDENT: "least confident", MOST_CONFIDENT: "most confident",
+              BY_SUGGESTION: "suggested label", BY_FILE: "file"}
+
+
 def filters(d) -> tuple[PoolFilter, str]:
     """The filter row; defaults show what is left to review, least confident first."""
     labels = sorted(d.pool.counts("tag"))
@@ -41,7 +45,7 @@ def filters(d) -> tuple[PoolFilter, str]:
     statuses = c1.multiselect("Status", STATUSES, default=[PREDICTED], key="review_status")
     chosen = c2.multiselect("Label", labels, key="review_labels")
     low, high = c3.slider("Best score", -1.0, 1.0, (-1.0, 1.0), 0.01, key="review_scores")
-    sort = c4.selectbox("Sort", list(SORTS), key="review_sort")
+    sort = c4.selectbox("Sort", list(SORTS), format_func=SORT_NAMES.get, key="review_sort")
     uncertain = c5.toggle("Uncertain", key="review_uncertain")
     where = PoolFilter(statuses=tuple(statuses), labels=tuple(chosen),
                        min_score=None if low <= -1 else low, max_score=None if high >= 1 else high,

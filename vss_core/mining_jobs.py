@@ -216,6 +216,12 @@ def ranked(d: Decisions, kind: str, scope: str = "", offset: int = 0, limit: int
     return total, [Scored(as_text(m), float(s)) for m, s in rows]
 
 
+def score_map(d: Decisions, kind: str, scope: str = "") -> dict[str, float]:
+    """Every scored member (pool id or exemplar key) of ``kind`` and its score."""
+    rows = d.client.zrange(d.layout.scores_key(kind, scope), 0, -1, withscores=True)
+    return {as_text(member): float(score) for member, score in rows}
+
+
 def all_scores(d: Decisions, kind: str, scope: str = "") -> np.ndarray:
     """Every score of ``kind`` (for histograms)."""
     rows = d.client.zrange(d.layout.scores_key(kind, scope), 0, -1, withscores=True)
@@ -248,4 +254,4 @@ def pool_jobs(d: Decisions) -> dict[str, int]:
 
 
 __all__ = ["NOVELTY", "ANOMALY", "MISLABEL", "Scored", "ScoreSet", "score_set", "score_novelty", "score_anomaly",
-           "score_mislabel", "ranked", "all_scores", "mine_job", "exemplar_batches", "pool_jobs"]
+           "score_mislabel", "ranked", "all_scores", "score_map", "mine_job", "exemplar_batches", "pool_jobs"]

@@ -14,17 +14,19 @@ from typing import Iterable, Iterator, Sequence
 import redis
 
 from . import generation
+from .errors import InputError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
 from .schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
 from .search import Vote, label_weights
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, Neighbor, SearchIndex
 from .timeutil import now_iso
 
-SORTS = {
-    "least confident": ("confidence", "ASC"),
-    "most confident": ("confidence", "DESC"),
-    "suggested label": ("suggestion_text", "ASC"),
-    "file": ("name", "ASC"),
+LEAST_CONFIDENT, MOST_CONFIDENT, BY_SUGGESTION, BY_FILE = "least_confident", "most_confident", "suggestion", "file"
+SORTS = {  # sort id -> (field, order); the pages name them
+    LEAST_CONFIDENT: ("confidence", "ASC"),
+    MOST_CONFIDENT: ("confidence", "DESC"),
+    BY_SUGGESTION: ("suggestion_text", "ASC"),
+    BY_FILE: ("name", "ASC"),
 }
 DISAGREE_SHARE = 0.5
 
@@ -196,10 +198,12 @@ class PoolStore(SearchIndex):
                    for n in self.write(commands[start:start + BATCH]))
 
     @guard
-    def page(self, where: PoolFilter = PoolFilter(), sort: str = "least confident", offset: int = 0,
+    def page(self, where: PoolFilter = PoolFilter(), sort: str = LEAST_CONFIDENT, offset: int = 0,
              limit: int = 100) -> tuple[int, list[PoolItem]]:
         """(how many match, one page of them) in ``sort`` order."""
-        field, order = SORTS.get(sort, SORTS["least confident"])
+        if sort not in SORTS:
+            raise InputError(f"unknown sort {sort!r} (known: {', '.join(SORTS)})")
+        field, order = SORTS[sort]
         reply = self.search(where.query(), "RETURN", len(_ITEM_FIELDS), *_ITEM_FIELDS,
                             "SORTBY", field, order, "LIMIT", int(offset), int(limit))
         items = [self._item(as_text(key), as_pairs(flat)) for key, flat in zip(reply[1::2], reply[2::2])]

@@ -30,7 +30,7 @@ from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
 from .timeutil import now_iso
 
-__all__ = ["Record", "Neighbor", "Exemplar", "IndexInfo", "VectorStore", "connect_store", "open_store"]
+__all__ = ["Record", "Neighbor", "Exemplar", "AuditView", "IndexInfo", "VectorStore", "connect_store", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,17 @@ class Exemplar:
     added_by: str
     added_at: str
     model: str
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """An exemplar as the exemplar audit shows it: its label, image, audit mark and vector."""
+
+    key: str
+    label: str
+    source: str
+    audit: str
+    vector: Any
 
 
 class VectorStore(SearchIndex):
@@ -110,6 +121,16 @@ class VectorStore(SearchIndex):
         flat = [item for pair in values.items() for item in pair]
         return ("HSET", self.key_for(record.label, record.id), VECTOR, vector.tobytes(),
                 TAG, record.model or self.model, *flat)
+
+    @guard
+    def for_audit(self, key: str) -> AuditView | None:
+        """The exemplar ``key`` with its audit mark and vector; None once it is retired or relabeled."""
+        import numpy as np
+
+        source, audit, vector = self.client.hmget(key, ("source", "audit", VECTOR))
+        if vector is None:
+            return None
+        return AuditView(key, self.label_of(key), as_text(source), as_text(audit), np.frombuffer(vector, np.float32))
 
     def label_of(self, key: str) -> str:
         """The label of exemplar ``key``: the key's middle part, as fastapi-vss reads it."""
