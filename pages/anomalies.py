@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import mining_view, state
+from ui import mining_view, sidebar, state
 from ui.plain import md
 from vss_core import labelsheet, mining_jobs
 from vss_core.decisions import Change
@@ -10,6 +10,7 @@ from vss_core.errors import VSSError
 from vss_core.pool import PoolFilter
 from vss_core.schema import ANOMALY, NORMAL
 
+sidebar.frame()
 ctx, d = mining_view.page(
     "Anomalies",
     "How odd each image is inside its own set (the images of one prediction run, or the whole "

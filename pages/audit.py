@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from ui import audit_view, mining_view
+from ui import audit_view, mining_view, sidebar
 from vss_core import mining_jobs
 
 PAGE = 20
 
+sidebar.frame()
 ctx, d = mining_view.page(
     "Exemplar audit",
     "Suspicion: the similarity-weighted share of an exemplar's nearest other exemplars that carry "

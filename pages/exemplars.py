@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from ui import index_view, jobview, loading, state
+from ui import index_view, jobview, loading, sidebar, state
 
+sidebar.frame()
 ctx = state.open_project()
 st.title("Exemplars")
 name = ctx.project.name

@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from ui import map_view, mining_view, rare_view, resources, state
+from ui import map_view, mining_view, rare_view, resources, sidebar, state
 from vss_core import mining, mining_jobs
 
 MAP_ID = "map_id"
 
+sidebar.frame()
 ctx = state.open_project()
 d = resources.decisions_for(ctx.project, ctx.embedder.dim)
 st.title("Embedding map")

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from ui import mining_view, rare_view
+from ui import mining_view, rare_view, sidebar
 from vss_core import mining_jobs
 from vss_core.predict import threshold_of
 
+sidebar.frame()
 ctx, d = mining_view.page(
     "Rare events",
     "Novelty: how far a pool image lies from everything labeled (its k-th nearest exemplar's "

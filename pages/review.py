@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from ui import jobview, predicting, resources, review, review_actions, state
+from ui import jobview, predicting, resources, review, review_actions, sidebar, state
 from vss_core.predict import threshold_of
 
+sidebar.frame()
 ctx = state.open_project()
 project = ctx.project
 d = resources.decisions_for(project, ctx.embedder.dim)

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from ui import gallery, inputs, jobview, resources, state
+from ui import gallery, inputs, jobview, resources, sidebar, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
@@ -14,6 +14,7 @@ from vss_core.search import search
 RESULT_ID = "search_result_id"
 REST_KINDS = ("knn", "embed")
 
+sidebar.frame()
 ctx = state.open_project()
 st.title("Search")
 project = ctx.project

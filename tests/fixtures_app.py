@@ -87,18 +87,6 @@ def app_setup(tmp_path_factory, tiny_vit_dir, image_folder):
 @pytest.fixture
 def app_env(app_setup, monkeypatch):
     """Environment for in-process AppTest runs of app.py."""
-    from streamlit.runtime.pages_manager import PagesManager
-
     for key, value in app_setup.env.items():
         monkeypatch.setenv(key, value)
-    # AppTest makes a new PagesManager for every run and re-detects the pages/ folder,
-    # which runs a page without app.py (Streamlit's legacy pages-folder mode).  A real
-    # server leaves that mode at its first st.navigation call; do the same here.
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
     return app_setup

@@ -121,6 +121,25 @@ def test_project_switching_and_reload_keeps_choice(app_env):
     assert again.title[0].value == "Search"
 
 
+def test_every_page_shows_the_menu_and_sidebar_and_keeps_the_sidebar_s_choices(app_env):
+    """Streamlit's pages/ app: each page file draws the menu and the sidebar; the project and the
+    annotator chosen on one page are there on the next, also when the URL no longer carries them."""
+    from ui.sidebar import NAVIGATION
+
+    at = open_app("beta", annotator="ana")
+    assert at.title[0].value == "Search"  # the home page, "/"
+    labels = [label for _, label, _ in NAVIGATION]
+    for path, label, _ in [*NAVIGATION[1:], NAVIGATION[0]]:
+        at.query_params.clear()
+        at.switch_page(path).run()
+        assert not at.exception, (path, at.exception)
+        assert at.title[0].value == label
+        assert [link.proto.label for link in at.sidebar.get("page_link")] == labels
+        assert at.sidebar.selectbox(key="project").value == "beta"
+        assert at.sidebar.text_input(key="annotator").value == "ana"
+        assert at.query_params["project"] == "beta"
+
+
 def test_bad_model_shows_panel_and_others_stay_usable(app_env):
     at = open_app("nomodel", page=SEARCH)
     errors = " ".join(e.value for e in at.main.error)
@@ -160,6 +179,42 @@ def test_forgetting_one_project_s_server_keeps_the_other_projects_connections(ap
     alpha_after, beta_after = cached(alpha), cached(beta)
     assert [a is b for a, b in zip(beta_after, beta_before)] == [True, True, True]
     assert [a is b for a, b in zip(alpha_after, alpha_before)] == [False, False, False]
+
+
+def _closed_on_the_server(watcher, client_id: int, timeout: float = 10.0) -> bool:
+    """Whether the server stops listing connection ``client_id`` within ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while watcher.client_list(client_id=[client_id]):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_project_whose_redis_went_away_reconnects_on_next_use_and_the_old_client_is_closed(app_env):
+    """The cached client is checked on use (st.cache_resource validate): after the project's embedded
+    server stopped, the next use restarts it with a new client and new stores; the other project's
+    client is kept, and a dropped client's connections are closed (on_release)."""
+    from ui import resources
+    from vss_core.config import load_projects
+    from vss_core.redis_server import embedded_server
+
+    projects = load_projects(app_env.config).projects
+    alpha, beta = projects["alpha"], projects["beta"]
+    dim = resources.embedder_for(alpha).dim
+    old, old_store, beta_client = resources.client_for(alpha), resources.store_for(alpha, dim), \
+        resources.client_for(beta)
+    embedded_server(app_env.data / "alpha").stop()
+    new = resources.client_for(alpha)
+    assert new is not old and new.ping()
+    store = resources.store_for(alpha, dim)
+    assert store is not old_store and store.info().count == 0
+    assert resources.client_for(beta) is beta_client
+
+    connection_id = new.client_id()
+    resources.forget_target(alpha)
+    assert _closed_on_the_server(resources.client_for(alpha), connection_id)
+    assert resources.client_for(beta) is beta_client
 
 
 # -- search ---------------------------------------------------------------------------------

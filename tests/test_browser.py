@@ -104,6 +104,51 @@ def page(chromium_path, server):
         browser.close()
 
 
+PAGES = {"review": "Review", "": "Search", "rare": "Rare events", "anomalies": "Anomalies",
+         "map": "Embedding map", "exemplars": "Exemplars", "audit": "Exemplar audit"}
+"""URL path (what users bookmark) -> the page's title and its menu label; a page URL comes first."""
+
+
+def _shows_page_menu_and_sidebar(pg, title: str, project: str, annotator: str) -> None:
+    from playwright.sync_api import expect
+
+    expect(pg.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=60_000)
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+    menu = sidebar.get_by_role("link")
+    expect(menu).to_have_count(len(PAGES))
+    for label in PAGES.values():
+        expect(menu.filter(has_text=re.compile(rf"(^|[a-z_]){label}$"))).to_have_count(1)
+    expect(sidebar.get_by_role("combobox", name="Project")).to_have_value(project)
+    expect(sidebar.get_by_role("textbox", name="Annotator")).to_have_value(annotator)
+
+
+def test_every_page_opens_from_its_bookmarked_url_with_the_menu_and_sidebar(page, server, tmp_path):
+    """First test of the module, so its first request (a page URL, not "/") is the new server's first."""
+    from playwright.sync_api import expect
+
+    url = server[0]
+    pg = page
+    for path, title in PAGES.items():
+        pg.goto(f"{url}/{path}?project=gamma&annotator=bookmark")
+        _shows_page_menu_and_sidebar(pg, title, "gamma", "bookmark")
+        expect(pg).to_have_url(re.compile(rf"^{re.escape(url)}/{path}\?"))
+        pg.screenshot(path=str(tmp_path / f"page_{path or 'home'}.png"))
+    # the menu moves between pages and the sidebar's choices go along, also through a reload
+    pg.locator('[data-testid="stSidebar"]').get_by_role("textbox", name="Annotator").fill("walker")
+    pg.keyboard.press("Enter")
+    expect(pg).to_have_url(re.compile(r"annotator=walker"))
+    menu = pg.locator('[data-testid="stSidebar"]').get_by_role("link")
+    for path, title in PAGES.items():
+        menu.filter(has_text=re.compile(rf"{title}$")).click()
+        _shows_page_menu_and_sidebar(pg, title, "gamma", "walker")
+        expect(pg).to_have_url(re.compile(rf"^{re.escape(url)}/{path}\?.*annotator=walker"))
+    pg.reload()
+    _shows_page_menu_and_sidebar(pg, PAGES["audit"], "gamma", "walker")
+    keep = os.environ.get("VSS_SCREENSHOTS")
+    if keep:
+        shutil.copytree(tmp_path, keep, dirs_exist_ok=True)
+
+
 def _progress_text(pg) -> str:
     return pg.locator('[data-testid="stProgress"]').first.inner_text()
 

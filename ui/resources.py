@@ -5,15 +5,22 @@ everything cached here is thread-safe: the :class:`Embedder` (documented as
 such), redis-py clients (a connection pool), the :class:`JobRegistry` and the
 small locked caches below.  Each factory is keyed by what identifies the
 resource -- the model and device, the Redis target -- never by a session.
+
+A target's client is checked on every use (``validate``: dropped once its Redis no longer
+accepts connections, so the next use reconnects), the stores and pools opened over it are keyed
+by it, and whatever the cache drops or evicts has its connections closed (``on_release``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
+import socket
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 import streamlit as st
 
 from ui.lru import LRU
@@ -69,54 +76,81 @@ def target_key(project: ProjectConfig) -> tuple:
     return (r.host, r.port, str(r.socket_path or ""), r.index, r.prefix)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _client(key: tuple, _project: ProjectConfig):
+PROBE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """A target's cached client; the stores opened while it is the target's are cached under its token."""
+
+    client: Any
+    token: str
+
+
+def _disconnect(*clients) -> None:
+    """Close the idle connections of ``clients``; whoever still holds one reconnects on its next command."""
+    for client in clients:
+        with contextlib.suppress(redis.RedisError, OSError):
+            client.connection_pool.disconnect(inuse_connections=False)
+
+
+def _accepts(client) -> bool:
+    """Whether the client's Redis accepts a connection within PROBE_TIMEOUT_S (a busy one does)."""
+    where = client.connection_pool.connection_kwargs
+    try:
+        if "path" in where:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(PROBE_TIMEOUT_S)
+                probe.connect(where["path"])
+        else:
+            socket.create_connection((where["host"], where["port"]), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _still_there(connection: _Connection) -> bool:
+    """``validate`` of the cached clients: drop one whose Redis is gone, so the next call reconnects
+    (or says why it cannot).  Streamlit drops it without ``on_release``, so close it here."""
+    if _accepts(connection.client):
+        return True
+    _disconnect(connection.client)
+    return False
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, validate=_still_there,
+                   on_release=lambda connection: _disconnect(connection.client))
+def _connection(key: tuple, _project: ProjectConfig) -> _Connection:
     from vss_core.redis_server import connect
 
-    return connect(_project)
+    return _Connection(connect(_project), uuid.uuid4().hex)
 
 
 def client_for(project: ProjectConfig):
-    """One redis client (connection pool) per target; starts an embedded server if needed."""
-    return _client(target_key(project), project)
+    """One redis client (connection pool) per target, checked on each use; starts an embedded server
+    if needed."""
+    return _connection(target_key(project), project).client
 
 
-@st.cache_resource(show_spinner="Opening the vector index…", max_entries=16)
-def _store(key: tuple, dim: int, algorithm: str, _project: ProjectConfig):
+@st.cache_resource(show_spinner="Opening the vector index…", max_entries=16,
+                   on_release=lambda store: _disconnect(store.client))
+def _store(key: tuple, dim: int, algorithm: str, connection: str, _project: ProjectConfig):
     from vss_core.store import open_store
 
     return open_store(_project, dim)
 
 
 def store_for(project: ProjectConfig, dim: int):
-    """One VectorStore per (target, dimension), created or attached with the project's algorithm."""
+    """One VectorStore per (target, dimension), created or attached with the project's algorithm; a new
+    one after the target's client was dropped (the old one is closed when the cache evicts it)."""
     key = target_key(project)
-    _opened_on(key, (_store, (key, dim, project.index_algorithm)))
-    return _store(key, dim, project.index_algorithm, project)
-
-
-@st.cache_resource(show_spinner=False)
-def _opened() -> tuple[dict, threading.Lock]:
-    """Target key -> the (cached factory, its hashed arguments) made on that target, and its lock."""
-    return {}, threading.Lock()
-
-
-def _opened_on(key: tuple, entry: tuple) -> None:
-    made, lock = _opened()
-    with lock:
-        made.setdefault(key, set()).add(entry)
+    return _store(key, dim, project.index_algorithm, _connection(key, project).token, project)
 
 
 def forget_target(project: ProjectConfig) -> None:
-    """Drop this project's cached client, stores and pools (after its server went away) so its
-    next call reconnects; other projects keep theirs."""
-    key = target_key(project)
-    _client.clear(key, project)
-    made, lock = _opened()
-    with lock:
-        opened = made.pop(key, set())
-    for factory, args in opened:
-        factory.clear(*args, project)
+    """Drop this project's client (closing it), so its next call reconnects and opens new stores and
+    pools; other projects keep theirs."""
+    _connection.clear(target_key(project), project)
 
 
 class ResultsCache:
@@ -139,8 +173,9 @@ def results_cache() -> ResultsCache:
     return ResultsCache()
 
 
-@st.cache_resource(show_spinner="Opening the review pool…", max_entries=16)
-def _decisions(key: tuple, dim: int, _project: ProjectConfig):
+@st.cache_resource(show_spinner="Opening the review pool…", max_entries=16,
+                   on_release=lambda d: _disconnect(d.client, d.exemplars.client))
+def _decisions(key: tuple, dim: int, connection: str, _project: ProjectConfig):
     from vss_core.decisions import open_decisions
 
     return open_decisions(_project, dim)
@@ -149,5 +184,4 @@ def _decisions(key: tuple, dim: int, _project: ProjectConfig):
 def decisions_for(project: ProjectConfig, dim: int):
     """One Decisions (exemplar store, pool, audit) per (target, dimension), shared by all sessions."""
     key = target_key(project)
-    _opened_on(key, (_decisions, (key + (project.promote,), dim)))
-    return _decisions(key + (project.promote,), dim, project)
+    return _decisions(key + (project.promote,), dim, _connection(key, project).token, project)

@@ -1,4 +1,5 @@
-"""The sidebar: project picker, config errors, annotator and the project's status."""
+"""What every page starts with (:func:`frame`): the page settings, the navigation and the sidebar
+(project picker, config errors, annotator and the project's status)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,33 @@ import streamlit as st
 
 from ui import resources, state
 from ui.plain import md
+from ui.thumbs import favicon
 from vss_core.config import ProjectConfig
 from vss_core.errors import VSSError
 from vss_core.sizing import index_advice
+
+
+NAVIGATION = (
+    ("app.py", "Search", ":material/image_search:"),
+    ("pages/review.py", "Review", ":material/fact_check:"),
+    ("pages/rare.py", "Rare events", ":material/star:"),
+    ("pages/anomalies.py", "Anomalies", ":material/warning:"),
+    ("pages/map.py", "Embedding map", ":material/scatter_plot:"),
+    ("pages/exemplars.py", "Exemplars", ":material/library_add:"),
+    ("pages/audit.py", "Exemplar audit", ":material/rule:"),
+)
+"""(page file, label, icon) in menu order.  Streamlit names its own menu of a ``pages/`` app after
+the files, so the app hides it (``client.showSidebarNavigation = false``) and draws this one."""
+
+
+def frame() -> None:
+    """The first call of every page: page settings, the navigation and the sidebar."""
+    st.set_page_config(page_title="VSS", page_icon=favicon(), layout="wide")
+    state.keep_choices()
+    with st.sidebar:
+        for path, label, icon in NAVIGATION:
+            st.page_link(path, label=label, icon=icon)
+    render()
 
 
 def render() -> None:

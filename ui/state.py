@@ -65,21 +65,16 @@ class ProjectContext:
     store: Any
 
 
-def ensure_entrypoint() -> None:
-    """Rerun through app.py when Streamlit ran a page file on its own.
+def keep_choices() -> None:
+    """Carry the sidebar's project and annotator to the page being opened.
 
-    With a ``pages/`` folder next to the entrypoint, Streamlit runs a session's
-    first script run of a fresh process (and every AppTest run) in its legacy
-    "pages directory" mode, which executes the page file directly: no router,
-    no sidebar, and the sidebar's widget state dropped.  ``st.navigation`` in
-    app.py turns that mode off; a page that finds it still on turns it off and
-    reruns, so app.py routes to the same page.
+    Each page of Streamlit's ``pages/`` app draws its own sidebar, and Streamlit forgets a widget's
+    value when the next page's run does not draw that same widget; setting the keys again before
+    the widgets exist keeps them (Streamlit's documented way to keep widget state across pages).
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    for key in (PROJECT, ANNOTATOR):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def open_project() -> ProjectContext:
@@ -87,7 +82,6 @@ def open_project() -> ProjectContext:
 
     Another project stays selectable in the sidebar whatever goes wrong here.
     """
-    ensure_entrypoint()
     project = current_project()
     if project is None:
         st.info("No usable project. Add a project YAML file to the config folder "
