@@ -57,19 +57,6 @@ def query_files(n: int) -> list[tuple[str, bytes, str]]:
     return files
 
 
-def route_through_app() -> None:
-    """AppTest re-detects pages/ on every run (legacy mode); a real server leaves it at st.navigation."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
-
-
 def one_run(files, top_n: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
@@ -97,7 +84,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vss-gallery-") as tmp:
         setup(Path(tmp), args.exemplars)
-        route_through_app()
         files = query_files(args.queries)
         rows = []
         for i in range(args.repeat):

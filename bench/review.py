@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._common import REPO, machine, save_model, save_result, table, verdict  # noqa: E402
-from bench.gallery import route_through_app  # noqa: E402
 from tests.fixtures_models import LABELS, label_image  # noqa: E402
 
 PROJECT = "bench"
@@ -178,7 +177,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vss-review-") as tmp:
         project, embedder, d, queries = setup(Path(tmp), args.images)
-        route_through_app()
         first = first_item(project, embedder, d, queries)
         acts = actions(queries)
         procs = whole_process(d, queries, args.repeat)
