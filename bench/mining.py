@@ -1,5 +1,6 @@
 """Mining scores (vss_core.mining) against plain k-th-neighbour distance and a naive baseline,
-by ROC AUC on synthetic embeddings with known truth.
+by ROC AUC on synthetic embeddings with known truth: the first bench, on one world (the latent
+world of bench/_worlds.py).  bench/mining_worlds.py compares them on fourteen worlds.
 
     python bench/mining.py [--seeds 10] [--known 20] [--unseen 5] [--sep 0.40] [--exemplars 3000]
 
@@ -26,37 +27,14 @@ import argparse
 
 import _common as common
 import numpy as np
+from _worlds import LatentWorld
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from vss_core import mining
 
-LATENT, DIM = 16, 384
-
-
-class World:
-    """One seed's synthetic embedding space: known + unseen classes on a 16-d manifold in 384-d."""
-
-    def __init__(self, seed: int, known: int, unseen: int, sep: float, noise: float = 0.35):
-        self.rng = rng = np.random.default_rng(seed)
-        self.known, self.classes, self.noise = known, known + unseen, noise
-        self.centers = rng.normal(0, sep, (self.classes, LATENT))
-        self.spreads = np.exp(rng.normal(0, 0.4, self.classes)) * 0.5
-        self.shapes = rng.normal(0, 1, (self.classes, LATENT, LATENT)) / np.sqrt(LATENT)
-        self.lift = rng.normal(0, 1, (LATENT, DIM)) / np.sqrt(LATENT)
-        weights = 1.0 / np.arange(1, known + 1) ** 0.8
-        self.weights = rng.permutation(weights / weights.sum())
-
-    def draw_known(self, n: int) -> np.ndarray:
-        return self.rng.choice(self.known, n, p=self.weights)
-
-    def latent(self, classes: np.ndarray) -> np.ndarray:
-        z = self.rng.normal(0, 1, (len(classes), LATENT))
-        return self.centers[classes] + np.einsum("nl,nlm->nm", z, self.shapes[classes]) * self.spreads[classes, None]
-
-    def embed(self, latent: np.ndarray, noise_factor: float = 1.0) -> np.ndarray:
-        x = latent @ self.lift + self.rng.normal(0, self.noise * noise_factor, (len(latent), DIM))
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+World = LatentWorld  # the world of this bench (moved to bench/_worlds.py, shared with mining_worlds.py)
+DIM = LatentWorld.dim
 
 
 def knn_accuracy(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:

@@ -6,7 +6,8 @@ definition, in a ``*_from_neighbors`` building block that takes neighbour lists 
 similarities best first, as ``SearchIndex.knn`` gives them).  The full-matrix functions find the
 neighbours exactly in row chunks and call the same blocks; a Redis job gets the neighbours from
 the vector index in chunks and calls them too, so 100,000 vectors never need an n x n matrix.
-The methods were picked by measurement (``bench/mining.py``, docs/benchmarks.md "Mining scores").
+The methods and their parameters were picked by measurement on synthetic worlds
+(``bench/mining_worlds.py``, docs/benchmarks.md "Mining scores").
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import numpy as np
 from .errors import InputError
 
 CHUNK = 2048  # query rows per block of the exact neighbour search (CHUNK x n floats at a time)
-NOVELTY_LOCAL_SCALE = 0.25  # share of the exemplars' own k-distance taken off a query's (bench/mining.py)
+NOVELTY_LOCAL_SCALE = 0.5  # share of the exemplars' own k-distance taken off a query's (bench/mining_worlds.py)
+ANOMALY_CONTRAST = 1.0  # share of the neighbours' k-distance taken off a member of a large group
+ANOMALY_GROUP = 0.02  # a group of this share of the set (at least k) gets half that share
+ANOMALY_JUMP = 0.25  # weight of the rise from the mean to the k-th neighbour distance
+ANOMALY_TRUST = (3.0, 8.0)  # median group size / k at which contrast and jump start, and are in full
 GROUP_LIMIT = 20_000  # agglomerative clustering needs O(n^2) memory
 
 
@@ -37,7 +42,8 @@ def kdist_from_neighbors(sims: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 - sims[:, -1], 0.0).astype(np.float32)
 
 
-def novelty_from_neighbors(sims: np.ndarray, neighbor_kdist: np.ndarray) -> np.ndarray:
+def novelty_from_neighbors(sims: np.ndarray, neighbor_kdist: np.ndarray, *,
+                           scale: float = NOVELTY_LOCAL_SCALE) -> np.ndarray:
     """Novelty of queries from their k nearest exemplars: a k-th neighbour distance corrected for
     how spread out the exemplars there are.
 
@@ -45,7 +51,9 @@ def novelty_from_neighbors(sims: np.ndarray, neighbor_kdist: np.ndarray) -> np.n
     ``neighbor_kdist[n, k]``: the k-distance (:func:`kdist_from_neighbors`, same k, leave-one-out
     within the exemplars) of each of those exemplars, in the same order; a job computes the
     exemplars' k-distances once with a self-KNN pass over the exemplar index and looks them up.
-    Score = d_k(query) - NOVELTY_LOCAL_SCALE * mean(d_k(neighbours)).
+    Score = d_k(query) - scale * mean(min(d_k(neighbour), d_k(query))): a neighbour more spread
+    out than the query is far from it excuses no more than the query's own distance (an exemplar
+    of a class with fewer than k members has a k-distance that reaches into other classes).
     """
     sims = _sims(sims)
     kdist = np.asarray(neighbor_kdist, np.float32)
@@ -54,18 +62,34 @@ def novelty_from_neighbors(sims: np.ndarray, neighbor_kdist: np.ndarray) -> np.n
     if sims.shape[1] == 0:
         raise InputError("novelty needs at least one exemplar neighbour per query")
     own = np.maximum(1.0 - sims[:, -1], 0.0)
-    return (own - NOVELTY_LOCAL_SCALE * kdist.mean(axis=1)).astype(np.float32)
+    return (own - scale * np.minimum(kdist, own[:, None]).mean(axis=1)).astype(np.float32)
 
 
-def anomaly_from_neighbors(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Anomaly of each vector of a set from the set's own neighbour graph: its mean distance to
-    its k nearest neighbours minus the average of that same value over those neighbours (a
-    subtractive local-density contrast, in the spirit of LOF, which it beat in bench/mining.py).
+def anomaly_from_neighbors(ids: np.ndarray, sims: np.ndarray, *, contrast: float = ANOMALY_CONTRAST,
+                           group: float = ANOMALY_GROUP, jump: float = ANOMALY_JUMP,
+                           trust: tuple[float, float] = ANOMALY_TRUST) -> np.ndarray:
+    """Anomaly of each vector of a set from the set's own neighbour graph: its k-th neighbour
+    distance d_k, less the local density of its neighbourhood where that is a large group, plus
+    the rise of its distances from the first neighbours to the k-th:
+
+        score = d_k - t * (contrast * w * mean(d_k of its k neighbours) - jump * (d_k - mean distance))
+
+    s = the size of the vector's group: its connected component in the mutual k-NN graph (i and j
+    linked when each is among the other's k nearest); w = s / (s + max(k, group * n)).  A sparse
+    but large class is excused its sparseness (a local-density contrast, as in LOF); a lone point
+    or a small group of odd ones out is not; a small tight group (a few near copies, then a gap)
+    is raised by the jump.  t in [0, 1] trusts both only as far as the set's groups are large
+    next to k: 0 while the median vector's group holds at most trust[0] x k vectors (then the
+    score is the plain d_k), 1 from trust[1] x k.  ``group=0``: w = 1 for every vector.  Chosen
+    at k = 10 (the app's k) on synthetic worlds of 600 to 10,000 vectors (bench/mining_worlds.py,
+    docs/benchmarks.md section 8): it did not lose to plain d_k on any, unlike LOF and the earlier
+    contrast; at k = 5 it lost on two of them.
 
     ``ids[n, k]``: row numbers (0..n-1, in this same set) of each vector's k nearest OTHER
     vectors, best first; ``sims[n, k]``: their cosine similarities.  Needs the neighbour lists of
     every vector of the set (n x k numbers, 12 MB for 100,000 x 10), gathered chunk by chunk.
-    Rows without neighbours (a set of one) score 0.
+    Rows without neighbours (a set of one) score 0.  A small set is scored with fewer neighbours
+    (:func:`small_set_k`).
     """
     sims = _sims(sims)
     ids = np.asarray(ids)
@@ -76,8 +100,38 @@ def anomaly_from_neighbors(ids: np.ndarray, sims: np.ndarray) -> np.ndarray:
         return np.zeros(n, np.float32)
     if ids.size and (ids.min() < 0 or ids.max() >= n):
         raise InputError(f"neighbour ids must be row numbers 0..{n - 1} of the same set")
-    mean_dist = np.maximum(1.0 - sims, 0.0).mean(axis=1)
-    return (mean_dist - mean_dist[ids].mean(axis=1)).astype(np.float32)
+    k = small_set_k(n, k)
+    ids, sims = ids[:, :k], sims[:, :k]
+    dist = np.maximum(1.0 - sims.astype(np.float64), 0.0)
+    kdist = dist[:, -1]
+    size = group_sizes(ids)
+    low, high = trust
+    t = float(np.clip((np.median(size) / k - low) / max(high - low, 1e-9), 0.0, 1.0))
+    weight = size / (size + max(k, group * n)) if group > 0 else np.ones(n)
+    local = contrast * weight * kdist[ids].mean(axis=1) - jump * (kdist - dist.mean(axis=1))
+    return (kdist - t * local).astype(np.float32)
+
+
+def small_set_k(n: int, k: int) -> int:
+    """The k a set of ``n`` vectors is scored with: at most a fifth of the set, so that in a small run
+    (26 images of three kinds of 8) the k-th neighbour does not lie outside every class alike; from 50
+    vectors on, k itself (the scores were chosen on sets of 600 to 10,000)."""
+    return max(1, min(k, max(2, n // 5)))
+
+
+def group_sizes(ids: np.ndarray) -> np.ndarray:
+    """Size of each row's connected component in the mutual k-NN graph of ``ids[n, k]`` (row
+    numbers of each row's neighbours): rows i and j are linked when each lists the other."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids = np.asarray(ids, np.int64)
+    n, k = ids.shape
+    rows = np.repeat(np.arange(n), k)
+    graph = coo_matrix((np.ones(n * k, np.int32), (rows, ids.ravel())), shape=(n, n)).tocsr()
+    graph.data[:] = 1  # a neighbour listed twice (padded rows) is one link
+    _, component = connected_components(graph.multiply(graph.T), directed=False)
+    return np.bincount(component)[component]
 
 
 def mislabel_from_neighbors(labels_of_neighbors, sims: np.ndarray, own_labels: Sequence[str]) -> np.ndarray:
