@@ -108,3 +108,20 @@ def test_a_worker_killed_mid_chunk_keeps_what_it_decoded(tmp_path):
         decoder.release(ticket)
     finally:
         decoder.close()
+
+
+def test_a_decode_process_never_runs_the_parent_s_main_script(tmp_path, tiny_vit_dir, photos, monkeypatch):
+    """Streamlit's script runner makes the app's page the ``__main__`` module (file, no spec): a spawned
+    child would run it.  Here that script leaves a mark; the decode processes must not."""
+    import sys
+    import types
+
+    mark = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(mark)!r}, 'w').write('the app ran in a decode process')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    paths, _ = photos
+    result = Embedder(tiny_vit_dir, device="cpu", batch_size=4, decode="processes", workers=2).embed(paths[:4])
+    assert result.ok == [0, 1, 2, 3] and not mark.exists()

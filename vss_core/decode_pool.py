@@ -19,7 +19,10 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import sys
+import threading
 import time
+import types
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -227,8 +230,32 @@ class ProcessDecoder:
         tasks = self._context.Queue()
         process = self._context.Process(target=_work, args=(*self._args, tasks, self._results),
                                         name="vss-decode", daemon=True)
-        process.start()
+        with _main_without_file():
+            process.start()
         return _Worker(process, tasks)
+
+
+_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_without_file():
+    """Start a spawned process without it importing the parent's ``__main__`` script.
+
+    A spawned child runs the file of a ``__main__`` that has no ``__spec__`` (multiprocessing's
+    documented behaviour).  Streamlit's script runner installs such a module, with the app's page as
+    its file, for every script run (in the server and in AppTest): a decode process would run the app.
+    The worker function lives in this module, so the child needs nothing from ``__main__``."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not getattr(main, "__file__", None):
+        yield
+        return
+    with _START_LOCK:
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 @dataclass
