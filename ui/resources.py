@@ -137,7 +137,7 @@ def client_for(project: ProjectConfig):
 def _store(key: tuple, dim: int, algorithm: str, connection: str, _project: ProjectConfig):
     from vss_core.store import open_store
 
-    return open_store(_project, dim)
+    return open_store(_project, dim, client=client_for(_project))
 
 
 def store_for(project: ProjectConfig, dim: int):
@@ -178,7 +178,7 @@ def results_cache() -> ResultsCache:
 def _decisions(key: tuple, dim: int, connection: str, _project: ProjectConfig):
     from vss_core.decisions import open_decisions
 
-    return open_decisions(_project, dim)
+    return open_decisions(_project, dim, client=client_for(_project))
 
 
 def decisions_for(project: ProjectConfig, dim: int):

@@ -199,14 +199,18 @@ __all__ = ["Change", "Conflict", "ActionResult", "HistoryEntry", "Decisions", "A
            "DUBIOUS", "SKIPPED", "PREDICTED", "open_decisions", "decisions_over"]
 
 
-def open_decisions(project, dim: int, model: str | None = None) -> Decisions:
-    """The exemplar store, pool and decisions of ``project`` for ``dim``-d vectors of ``model``."""
+def open_decisions(project, dim: int, model: str | None = None, client=None) -> Decisions:
+    """The exemplar store, pool and decisions of ``project`` for ``dim``-d vectors of ``model``, both
+    stores on one connection (``client``, or a new one): the app, the CLI and the workers open them here."""
     from .pool import open_pool
+    from .redis_server import connect
     from .schema import layout_for
     from .store import open_store
 
-    exemplars = open_store(project, dim, model)
-    return Decisions(open_pool(project, dim, model), exemplars, layout_for(project), promote=project.promote)
+    client = client or connect(project)
+    exemplars = open_store(project, dim, model, client=client)
+    return Decisions(open_pool(project, dim, model, client=client), exemplars, layout_for(project),
+                     promote=project.promote)
 
 
 def decisions_over(store: VectorStore, project) -> Decisions:

@@ -335,10 +335,10 @@ def _num(fields: dict, name: str) -> float:
         return 0.0
 
 
-def open_pool(project, dim: int, model: str | None = None) -> PoolStore:
-    """Connect to ``project``'s Redis and create or attach its pool index."""
+def open_pool(project, dim: int, model: str | None = None, client=None) -> PoolStore:
+    """Create or attach ``project``'s pool index, on ``client`` if given (else a new connection)."""
     from .redis_server import connect
 
-    pool = PoolStore(connect(project), layout_for(project).pool)
+    pool = PoolStore(client or connect(project), layout_for(project).pool)
     pool.ensure_index(dim, model or project.model)
     return pool

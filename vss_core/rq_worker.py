@@ -51,7 +51,8 @@ def _open_context(project, device: str | None = None) -> _Context:
     from .embedder import for_project
 
     embedder = for_project(project, device)
-    return _Context(project, embedder, open_decisions(project, embedder.dim), connect(project))
+    decisions = open_decisions(project, embedder.dim, client=connect(project))
+    return _Context(project, embedder, decisions, decisions.client)
 
 
 def _context(project_name: str) -> _Context:

@@ -116,14 +116,12 @@ class Service:
 
     def _open(self, name: str) -> _Engine:
         from vss_core import embedder as embedders
-        from vss_core.schema import layout_for
-        from vss_core.store import VectorStore
+        from vss_core.store import open_store
 
         project = self.projects[name]
         key = (project.model, project.device, project.batch_size)
         embedder = self._once(self._embedders, "embedder", key, lambda: embedders.for_project(project))
-        store = VectorStore(self.client(name), layout_for(project).exemplars)
-        store.ensure_index(embedder.dim, model=project.model)
+        store = open_store(project, embedder.dim, client=self.client(name))
         return _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
 
     def close(self) -> None:

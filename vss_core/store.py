@@ -216,16 +216,18 @@ class VectorStore(SearchIndex):
                 and label == label.strip() != "")
 
 
-def connect_store(project) -> VectorStore:
-    """The exemplar store of ``project`` (a :class:`~vss_core.config.ProjectConfig`) without creating its index."""
+def connect_store(project, client=None) -> VectorStore:
+    """The exemplar store of ``project`` (a :class:`~vss_core.config.ProjectConfig`) without creating its
+    index, on ``client`` (default: a new connection to the project's Redis)."""
     from .redis_server import connect
 
-    return VectorStore(connect(project), layout_for(project).exemplars)
+    return VectorStore(client or connect(project), layout_for(project).exemplars)
 
 
-def open_store(project, dim: int, model: str | None = None) -> VectorStore:
-    """Connect to ``project``'s Redis and create or attach its exemplar index for ``dim``-d vectors of
-    ``model`` (default: the project's model; ``IndexMismatch`` when the index records another)."""
-    store = connect_store(project)
+def open_store(project, dim: int, model: str | None = None, client=None) -> VectorStore:
+    """Create or attach ``project``'s exemplar index for ``dim``-d vectors of ``model`` (default: the
+    project's model; ``IndexMismatch`` when the index records another), on ``client`` if given: the one way
+    the app, the REST service, the CLI and the workers open it."""
+    store = connect_store(project, client)
     store.ensure_index(dim, model or project.model)
     return store
