@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import redis
 
 from . import generation
-from .errors import IndexMismatch, SearchIncomplete, VSSError
+from .errors import SearchIncomplete, VSSError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
 from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
 from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
@@ -143,6 +143,26 @@ class VectorStore(SearchIndex):
     @guard
     def label_counts(self) -> dict[str, int]:
         """Number of exemplars per label (the labels in the keys), complete or ``SearchIncomplete``."""
+        groups, total = self._label_groups()
+        counts = {label: n for label, n in groups.items() if label}
+        if groups.get(""):
+            for key in self._unlabeled_keys():
+                name = self.label_of(key)
+                counts[name] = counts.get(name, 0) + 1
+        if sum(counts.values()) != total:
+            raise SearchIncomplete(f"counting labels in index '{self.index_name}' saw "
+                                   f"{sum(counts.values())} of {total} documents (server timeout?)")
+        return counts
+
+    @guard
+    def unlabeled_count(self) -> int:
+        """How many documents lack the ``label`` field (all of a fastapi-vss index that is not adopted,
+        and those its tools added since adoption): they are counted, searched and retired, but listed
+        by label only after :func:`vss_core.migrations.adopt`.  One aggregate on the server."""
+        return self._label_groups()[0].get("", 0)
+
+    def _label_groups(self) -> tuple[dict[str, int], int]:
+        """({label field: documents}, with "" for documents without one; documents in the index)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("FT.AGGREGATE", self.index_name, "*", "LOAD", 1, f"@{LABEL}",
                              "GROUPBY", 1, f"@{LABEL}", "REDUCE", "COUNT", 0, "AS", "n",
@@ -150,28 +170,28 @@ class VectorStore(SearchIndex):
         pipe.execute_command("FT.INFO", self.index_name)
         groups, info = pipe.execute(raise_on_error=False)
         if isinstance(groups, Exception) and is_missing_index(groups):
-            return {}
+            return {}, 0
         if isinstance(groups, Exception) or isinstance(info, Exception):
             raise SearchIncomplete(f"counting labels in index '{self.index_name}' failed: {groups}")
-        counts: dict[str, int] = {}
+        found: dict[str, int] = {}
         for row in map(as_pairs, groups[1:]):
-            if row.get(LABEL):
-                counts[row[LABEL]] = counts.get(row[LABEL], 0) + int(row["n"])
-            elif int(row.get("n", 0)):
-                for key in self._unlabeled_keys():
-                    name = self.label_of(key)
-                    counts[name] = counts.get(name, 0) + 1
-        total = int(value_after(info, "num_docs", 0))
-        if sum(counts.values()) != total:
-            raise SearchIncomplete(f"counting labels in index '{self.index_name}' saw "
-                                   f"{sum(counts.values())} of {total} documents (server timeout?)")
-        return counts
+            label = row.get(LABEL, "")
+            found[label] = found.get(label, 0) + int(row.get("n", 0))
+        return found, int(value_after(info, "num_docs", 0))
 
     def _unlabeled_keys(self) -> list[str]:
-        """Keys of the documents without a ``label`` field (fastapi-vss's tools write none)."""
-        size = 4 * (self.layout().dim or 0)  # a hash the index refused (wrong dimension) is not an exemplar
-        return [key for rows in self.scan("*", (LABEL, VECTOR)) for key, values in rows
-                if values[LABEL] is None and values[VECTOR] is not None and len(values[VECTOR]) == size]
+        """Keys of the documents without a ``label`` field (fastapi-vss's tools write none); a hash the
+        index refused (a vector of another dimension) is not an exemplar.  Reads no vectors."""
+        size, found = 4 * (self.layout().dim or 0), []
+        for rows in self.scan("*"):
+            keys = [key for key, _ in rows]
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hexists(key, LABEL)
+                pipe.hstrlen(key, VECTOR)
+            replies = pipe.execute()
+            found += [key for key, has, n in zip(keys, replies[::2], replies[1::2]) if not has and n == size]
+        return found
 
     @guard
     def exemplars(self, label: str, offset: int = 0, limit: int = 50) -> list[Exemplar]:
@@ -198,13 +218,6 @@ class VectorStore(SearchIndex):
             keys = [key for rows in self.scan(self._label_query(label)) for key, _ in rows
                     if self.label_of(key) == label]
         return keys + [key for key in self._unlabeled_keys() if self.label_of(key) == label]
-
-    @guard
-    def unlabeled_count(self) -> int:
-        """How many documents lack the ``label`` field (all of a fastapi-vss index that is not adopted,
-        and those its tools added since adoption): they are counted, searched and retired, but listed
-        by label only after :func:`vss_core.migrations.adopt`."""
-        return len(self._unlabeled_keys()) if LABEL in self.layout().fields else self.info().count
 
     def _label_query(self, label: str) -> str:
         parts = [part.strip() for part in label.split(self.layout().separator)]
