@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import IndexMismatch, InputError
-from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag, glob_escape
+from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag
 from .schema import LABEL, LAYOUT_VERSION, TAG
 from .timeutil import now_iso
 
@@ -74,7 +74,7 @@ def upgrade(index, progress: Progress | None = None) -> list[int]:
 
 def _v2_tag_is_the_model(index, progress: Progress | None) -> None:
     """Version 2: ``tag`` holds the model name (as fastapi-vss's tools write it); ``label`` is a TAG field."""
-    add_missing_fields(index.client, index.schema, index._read_layout().fields)
+    add_missing_fields(index.client, index.schema, index.reload_layout().fields)
     recorded = as_text(index.client.hget(index.schema.meta_key, "model"))
 
     def fields(key: str, values: dict) -> dict:
@@ -93,7 +93,7 @@ def adopt(index, model: str, progress: Progress | None = None) -> AdoptReport:
     fastapi-vss's tools added since.  Refused when the index holds vectors of another model."""
     if not index.schema.label_in_key:
         raise InputError(f"index '{index.index_name}' is not an exemplar index")
-    layout = index._read_layout()
+    layout = index.reload_layout()
     if layout is None:
         raise InputError(f"Redis index '{index.index_name}' does not exist: nothing to adopt")
     check_models(index, model)
@@ -104,13 +104,13 @@ def adopt(index, model: str, progress: Progress | None = None) -> AdoptReport:
     if not index.client.hexists(index.schema.meta_key, "model"):
         meta["model"] = model
     index.client.hset(index.schema.meta_key, mapping=meta)
-    index._read_layout()
+    index.reload_layout()
     return AdoptReport(labeled, index.info().count, resumed)
 
 
 def is_adopted(index) -> bool:
     """Whether labels can be filtered and counted through the index (a ``label`` TAG field)."""
-    layout = index._read_layout()
+    layout = index.reload_layout()
     return layout is not None and LABEL in layout.fields
 
 
@@ -123,10 +123,8 @@ def backfill(index, step: str, read: tuple[str, ...], fields: Callable[[str, dic
     client, meta, name = index.client, index.schema.meta_key, f"cursor:{step}"
     cursor = int(as_text(client.hget(meta, name)) or 0)
     total, written = index.info().count, 0
-    match = glob_escape(index.prefix) + "*"
     while True:
-        cursor, keys = client.scan(cursor, match=match, count=BATCH, _type="HASH")
-        keys = [as_text(k) for k in keys]
+        cursor, keys = index.scan_step(cursor, BATCH)
         if keys:
             written += _write_batch(client, keys, read, fields)
         client.hset(meta, name, cursor) if cursor else client.hdel(meta, name)

@@ -275,7 +275,7 @@ class SearchIndex:
         seen: set[str] = set()
         cursor, pending = None, []
         while cursor != 0:
-            cursor, keys = self._scan_step(cursor or 0, batch)
+            cursor, keys = self.scan_step(cursor or 0, batch)
             fresh = [key for key in dict.fromkeys(keys) if key not in seen]
             seen.update(fresh)
             pending += self._present(fresh, fields)
@@ -297,7 +297,8 @@ class SearchIndex:
         return rows
 
     @guard
-    def _scan_step(self, cursor: int, batch: int) -> tuple[int, list[str]]:
+    def scan_step(self, cursor: int, batch: int) -> tuple[int, list[str]]:
+        """One SCAN step over this index's key prefix (hashes only): (next cursor, keys); 0 when done."""
         pattern = glob_escape(self.prefix) + "*"
         cursor, keys = self.client.scan(cursor, match=pattern, count=batch, _type="HASH")
         return int(cursor), [as_text(key) for key in keys]
@@ -356,6 +357,10 @@ class SearchIndex:
             self.client.execute_command("FT.CURSOR", "DEL", self.index_name, cursor)
         except redis.RedisError:
             pass  # expired or gone with the connection: nothing is left open
+
+    def reload_layout(self) -> IndexLayout | None:
+        """What FT.INFO says now (None when the index does not exist); later ``layout()`` calls see it."""
+        return self._read_layout()
 
     def layout(self) -> IndexLayout:
         return self._cached or self._read_layout() or IndexLayout(None, None, "", "", TAG_SEPARATOR, True, 0)
