@@ -114,7 +114,7 @@ def fill_pool(d, n: int, sources: list[Path]) -> None:
     import numpy as np
 
     from vss_core.pool import Prediction
-    from vss_core.search import vote
+    from vss_core.suggestions import suggestion_fields
     from vss_core.search_index import Neighbor
 
     clear_pool(d)
@@ -125,9 +125,8 @@ def fill_pool(d, n: int, sources: list[Path]) -> None:
         vector = rng.normal(size=d.pool.layout().dim).astype(np.float32)
         neighbors = tuple(Neighbor("", labels[(i + j) % 3 if j else i % 3], f"x{j}", float(rng.uniform(0.6, 1.0)),
                                    str(sources[(i + j) % len(sources)])) for j in range(5))
-        majority, weighted = vote(neighbors)
         batch.append(Prediction(f"synthetic{i:06d}", str(sources[i % len(sources)]), f"synthetic_{i:06d}.jpg",
-                                vector, neighbors, majority, weighted, "bench"))
+                                vector, suggestion_fields(neighbors, 0.8), "bench"))
         if len(batch) == 1000:
             d.pool.add(batch, 0.8)
             batch = []

@@ -15,7 +15,7 @@ from vss_core.exemplar_review import ExemplarReview
 from vss_core.index_layout import as_text
 from vss_core.pool import Prediction
 from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
-from vss_core.search import vote
+from vss_core.suggestions import suggestion_fields
 from vss_core.store import Record
 
 DIM = 8
@@ -38,8 +38,7 @@ def fill(d: Decisions, n_pool: int = 6, seed: int = 0) -> list[str]:
     vectors = np.vstack([_vector(rng, i % 3) for i in range(n_pool)])
     predictions = []
     for id, v, hits in zip(ids, vectors, d.exemplars.knn(vectors, 3)):
-        majority, weighted = vote(hits)
-        predictions.append(Prediction(id, f"/pool/{id}.jpg", f"{id}.jpg", v, tuple(hits), majority, weighted,
+        predictions.append(Prediction(id, f"/pool/{id}.jpg", f"{id}.jpg", v, suggestion_fields(hits, 0.5),
                                       "test-model"))
     d.pool.add(predictions, threshold=0.5)
     return ids

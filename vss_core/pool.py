@@ -17,8 +17,7 @@ from . import generation
 from .errors import InputError
 from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
 from .schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
-from .search import Vote, label_weights
-from .search_index import BATCH, DEFAULT_TIMEOUT_MS, Neighbor, SearchIndex
+from .search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex
 from .timeutil import now_iso
 
 LEAST_CONFIDENT, MOST_CONFIDENT, BY_SUGGESTION, BY_FILE = "least_confident", "most_confident", "suggestion", "file"
@@ -28,7 +27,6 @@ SORTS = {  # sort id -> (field, order); the pages name them
     BY_SUGGESTION: ("suggestion_text", "ASC"),
     BY_FILE: ("name", "ASC"),
 }
-DISAGREE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,9 +37,7 @@ class Prediction:
     source: str
     name: str
     vector: object
-    neighbors: tuple[Neighbor, ...]
-    majority: Vote | None
-    weighted: Vote | None
+    fields: dict  # the suggestion's pool fields (:func:`vss_core.suggestions.suggestion_fields`)
     model: str = ""
     job: str = ""
     generation: int | None = None  # the exemplar-set generation the neighbours were found at (None: read at write)
@@ -101,37 +97,6 @@ class PoolFilter:
         return " ".join(parts) or "*"
 
 
-def scores(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote | None,
-           threshold: float) -> dict:
-    """Best score of the suggested label, margin to the second label's share, and whether uncertain.
-
-    Uncertain: the best score is under ``threshold``, or the neighbours disagree (the majority and
-    the score-weighted vote differ, or the suggestion has less than half the weight)."""
-    if not neighbors or weighted is None:
-        return dict(best=-1.0, margin=0.0, second="", uncertain=True)
-    weights = label_weights(neighbors)
-    total = sum(weights.values()) or 1.0
-    others = sorted(((w / total, label) for label, w in weights.items() if label != weighted.label), reverse=True)
-    second_share, second = others[0] if others else (0.0, "")
-    best = max(float(n.score) for n in neighbors if n.label == weighted.label)
-    disagree = (majority is not None and majority.label != weighted.label) or weighted.share < DISAGREE_SHARE
-    return dict(best=best, margin=weighted.share - second_share, second=second,
-                uncertain=best < threshold or disagree)
-
-
-def suggestion_fields(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote | None,
-                      threshold: float, generation: int) -> dict:
-    """The pool fields of a suggestion: label, scores, neighbours, and the exemplar-set generation and k
-    they were found at (written by :meth:`PoolStore.add` and rewritten by a re-suggest)."""
-    s = scores(neighbors, majority, weighted, threshold)
-    suggestion = weighted.label if weighted else ""
-    return {TAG: suggestion, "label": suggestion, "suggestion": suggestion, "suggestion_text": suggestion,
-            "best": s["best"], "share": weighted.share if weighted else 0.0, "margin": s["margin"],
-            "second": s["second"], "uncertain": int(s["uncertain"]),
-            "confidence": s["best"] - 2 * int(s["uncertain"]), "generation": int(generation), "k": len(neighbors),
-            "neighbors": json.dumps([[n.label, n.id, round(float(n.score), 6), n.source] for n in neighbors])}
-
-
 class PoolStore(SearchIndex):
     """The pool index of one project."""
 
@@ -160,7 +125,7 @@ class PoolStore(SearchIndex):
     def _command(self, p: Prediction, threshold: float, added_at: str, generation_now: int = 0) -> list[tuple]:
         vector = self.check_dim(p.vector, p.source)
         stamp = generation_now if p.generation is None else p.generation
-        fields = {VECTOR: vector.tobytes(), **suggestion_fields(p.neighbors, p.majority, p.weighted, threshold, stamp),
+        fields = {VECTOR: vector.tobytes(), **p.fields, "generation": int(stamp),
                   "status": PREDICTED, "job": p.job, "name": p.name, "source": p.source, "version": 0,
                   "decided_ts": 0, "model": p.model, "added_at": added_at}
         key = self.key_for(p.id)

@@ -15,7 +15,7 @@ from .errors import FileRefused, InputError, PathNotAllowed
 from .loader import file_id, files_under, read_csv_rows
 from .paths import checked_path, name_text, path_text
 from .pool import PoolStore, Prediction
-from .search import vote
+from .suggestions import suggestion_fields
 from .store import VectorStore
 
 CHUNK = 256
@@ -120,8 +120,7 @@ def _predict_chunk(chunk, embedder, exemplars, pool, top_n, threshold, progress,
         predictions = []
         for index, vector, neighbors in zip(batch.ok, batch.vectors, neighbor_lists):
             id, path, name = todo[index]
-            majority, weighted = vote(neighbors)
-            predictions.append(Prediction(id, path_text(path), name, vector, tuple(neighbors), majority, weighted,
+            predictions.append(Prediction(id, path_text(path), name, vector, suggestion_fields(neighbors, threshold),
                                           getattr(embedder, "model_name", ""), job, generation=found_at))
         pool.add(predictions, threshold)
         errors = [(path_text(todo[err.index][1]), err.reason) for err in batch.errors]

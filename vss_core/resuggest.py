@@ -13,9 +13,9 @@ from typing import Callable
 
 from .chunks import each_chunk
 from .errors import InputError
-from .pool import PoolFilter, suggestion_fields
+from .pool import PoolFilter
 from .schema import PREDICTED
-from .search import vote
+from .suggestions import suggestion_fields
 
 KIND = "resuggest"
 CHUNK = 500
@@ -66,9 +66,8 @@ def _rewrite(d, stale: list[tuple[str, int, int]], threshold: float, now: int) -
     for k in sorted({k for _, _, k in stale}):
         rows = [i for i, (_, _, kk) in enumerate(stale) if kk == k]
         for i, neighbors in zip(rows, d.exemplars.knn(vectors[rows], k)):
-            majority, weighted = vote(neighbors)
             id, version, _ = stale[i]
-            updates.append((id, version, suggestion_fields(tuple(neighbors), majority, weighted, threshold, now)))
+            updates.append((id, version, {**suggestion_fields(neighbors, threshold), "generation": now}))
     return d.pool.rewrite_suggestions(updates)
 
 
