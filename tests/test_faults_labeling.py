@@ -107,7 +107,8 @@ def test_redis_killed_mid_mining_then_rerun(world):
         sys.path.insert(0, {str(REPO)!r})
         from vss_core.config import load_projects
         from vss_core.decisions import open_decisions
-        from vss_core import mining_jobs, search_index
+        from vss_core import mining_jobs
+        from vss_core import search_index
         mining_jobs.CHUNK = 5
         class Progress:
             def set_total(self, total, *args, **kwargs): pass

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_models import label_image
-from vss_core import mining, mining_jobs
+from vss_core import mining
+from vss_core import mining_jobs
 from vss_core.decisions import open_decisions
 from vss_core.embedder import Embedder
 from vss_core.loader import collect_folder, load_items

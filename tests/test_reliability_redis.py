@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from vss_core import redis_process, redis_server
+from vss_core import redis_process
+from vss_core import redis_server
 from vss_core.config import embedded_socket_path
 from vss_core.errors import RedisUnavailable
 from vss_core.redis_process import binaries

@@ -68,7 +68,8 @@ def world(tmp_path, tiny_vit_dir, images, monkeypatch):
 
 
 def _start_load(project, registry, images) -> str:
-    from vss_core import loader, runner
+    from vss_core import loader
+    from vss_core import runner
 
     body = runner.job_body(project, "load", dict(source="folder", path=str(images), added_by="ana"),
                            lambda: pytest.fail("the rq runner must not build the thread body"))

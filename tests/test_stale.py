@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.test_invariant import _current, small  # noqa: F401  (fixture)
-from vss_core import generation, mining_jobs
+from vss_core import generation
+from vss_core import mining_jobs
 from vss_core.decisions import Change
 from vss_core.exemplar_review import ExemplarReview
 from vss_core.resuggest import resuggest

@@ -8,7 +8,8 @@ import streamlit as st
 
 from ui import inputs, resources, state
 from ui.plain import md
-from vss_core import loader, runner
+from vss_core import loader
+from vss_core import runner
 from vss_core.errors import VSSError
 
 KIND = "load"

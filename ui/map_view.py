@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 from ui import resources
-from vss_core import mining, mining_jobs
+from vss_core import mining
+from vss_core import mining_jobs
 from vss_core.pool import PoolFilter
 from vss_core.schema import VECTOR
 

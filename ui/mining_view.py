@@ -10,7 +10,8 @@ import streamlit as st
 from ui import jobview, resources, state
 from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
-from vss_core import mining_jobs, runner
+from vss_core import mining_jobs
+from vss_core import runner
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 

@@ -7,7 +7,8 @@ import streamlit as st
 from ui import mining_view, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
-from vss_core import mining, mining_jobs
+from vss_core import mining
+from vss_core import mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.pool import LEAST_CONFIDENT, PoolFilter

@@ -19,8 +19,8 @@ import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import FileRefused, InputError
-from .paths import open_regular_file
+from vss_core.errors import FileRefused, InputError
+from vss_core.paths import open_regular_file
 
 MAX_MEMBERS = 100_000
 MAX_TOTAL_BYTES = 4 * 1024**3

@@ -15,10 +15,10 @@ from typing import Callable
 
 import redis
 
-from .errors import InputError, VSSError
-from .index_layout import as_text
-from .schema import ProjectLayout
-from .timeutil import now_iso
+from vss_core.errors import InputError, VSSError
+from vss_core.index_layout import as_text
+from vss_core.schema import ProjectLayout
+from vss_core.timeutil import now_iso
 
 UNDO_DEPTH = 200
 AUDIT_MAXLEN = 1_000_000

@@ -22,9 +22,9 @@ import sys
 import threading
 from typing import Sequence
 
-from .config import ProjectConfig, load_projects
-from .errors import VSSError
-from .paths import path_text
+from vss_core.config import ProjectConfig, load_projects
+from vss_core.errors import VSSError
+from vss_core.paths import path_text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +114,7 @@ def _project_and_source(cmd: argparse.ArgumentParser, folder_help: str, csv_help
 
 
 def cmd_projects(args) -> int:
-    from .store import connect_store
+    from vss_core.store import connect_store
 
     result = load_projects(args.config)
     rows = [("PROJECT", "MODEL", "REDIS", "VECTORS")]
@@ -129,7 +129,7 @@ def cmd_projects(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from .loader import collect_csv, collect_folder, load_items
+    from vss_core.loader import collect_csv, collect_folder, load_items
 
     project = _project(args)
     items = collect_csv(args.csv) if args.csv else collect_folder(args.folder)
@@ -140,13 +140,13 @@ def cmd_load(args) -> int:
 
 
 def cmd_knn(args) -> int:
-    from .search import search
+    from vss_core.search import search
 
     project = _project(args)
     embedder, store = _open(project)
     results = search(embedder, store, args.images, top_n=args.top_n, names=[path_text(p) for p in args.images])
     if args.json:
-        from .fastapi_compat import write_result
+        from vss_core.fastapi_compat import write_result
 
         payload = results.to_fastapi_json()
         payload["output_path"] = str(write_result(project.output_path, payload))
@@ -161,11 +161,11 @@ def cmd_knn(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .decisions import open_decisions
-    from .embedder import for_project
-    from .labelsheet import save_csv
-    from .predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
-    from .store import connect_store
+    from vss_core.decisions import open_decisions
+    from vss_core.embedder import for_project
+    from vss_core.labelsheet import save_csv
+    from vss_core.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
+    from vss_core.store import connect_store
 
     project = _project(args)
     paths = collect_paths_csv(args.csv) if args.csv else collect_images(args.folder)
@@ -205,8 +205,8 @@ def _run_name() -> str:
 
 
 def cmd_embed(args) -> int:
-    from .embedder import for_project
-    from .fastapi_compat import embed_result
+    from vss_core.embedder import for_project
+    from vss_core.fastapi_compat import embed_result
 
     project = _project(args)
     embedder = for_project(project)
@@ -217,7 +217,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .store import connect_store
+    from vss_core.store import connect_store
 
     project = _project(args)
     store = connect_store(project)
@@ -237,7 +237,7 @@ def cmd_stats(args) -> int:
 
 
 def _layout_text(store) -> str:
-    from . import migrations
+    from vss_core import migrations
 
     version = migrations.layout_version(store)
     if version is None:
@@ -248,8 +248,8 @@ def _layout_text(store) -> str:
 
 
 def cmd_adopt(args) -> int:
-    from . import migrations
-    from .store import connect_store
+    from vss_core import migrations
+    from vss_core.store import connect_store
 
     project = _project(args)
     store = connect_store(project)
@@ -268,7 +268,7 @@ def cmd_adopt(args) -> int:
 
 
 def cmd_fetch_model(args) -> int:
-    from .embedder import save_model
+    from vss_core.embedder import save_model
 
     path = save_model(args.model_id, args.folder)
     print(f"saved {args.model_id} to {path}; set `vss.model: {path}` in the project config")
@@ -276,7 +276,7 @@ def cmd_fetch_model(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from .rq_worker import run_worker
+    from vss_core.rq_worker import run_worker
 
     if args.heartbeat_s <= 0:
         raise VSSError(f"--heartbeat-s must be positive, got {args.heartbeat_s}")
@@ -298,8 +298,8 @@ def _names_project(error, name: str) -> bool:
 
 
 def _open(project: ProjectConfig):
-    from .embedder import for_project
-    from .store import open_store
+    from vss_core.embedder import for_project
+    from vss_core.store import open_store
 
     embedder = for_project(project)
     return embedder, open_store(project, embedder.dim)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from . import config_keys as keys
-from . import remote_config
-from .config_keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
-from .errors import ConfigError, FileRefused
-from .paths import read_regular_file
+from vss_core import config_keys as keys
+from vss_core import remote_config
+from vss_core.config_keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
+from vss_core.errors import ConfigError, FileRefused
+from vss_core.paths import read_regular_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded"

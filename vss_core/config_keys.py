@@ -8,7 +8,7 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from vss_core.errors import ConfigError
 
 JOB_RUNNERS = ("thread", "rq")
 JOBS_DEFAULTS = {"runner": "thread", "chunk_size": 1000}

@@ -21,10 +21,12 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from . import config, images, model_cache
-from .decode_pool import ProcessDecoder, one_torch_thread
-from .errors import ConfigError, ImageError, ModelLoadError
-from .preprocess import FastPath, make_preprocessor
+from vss_core import config
+from vss_core import images
+from vss_core import model_cache
+from vss_core.decode_pool import ProcessDecoder, one_torch_thread
+from vss_core.errors import ConfigError, ImageError, ModelLoadError
+from vss_core.preprocess import FastPath, make_preprocessor
 
 # torch's OpenMP threads otherwise spin-wait for work while the decode threads and Redis
 # need the cores (about 30% of the tiny-model pipeline on 2 cores); set before torch loads.

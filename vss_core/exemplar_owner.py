@@ -22,12 +22,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import generation
-from .errors import VSSError
-from .index_layout import as_text
-from .schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
-from .store import Record, VectorStore
-from .timeutil import now_iso
+from vss_core import generation
+from vss_core.errors import VSSError
+from vss_core.index_layout import as_text
+from vss_core.schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
+from vss_core.store import Record, VectorStore
+from vss_core.timeutil import now_iso
 
 STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")
 PUBLIC_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar")

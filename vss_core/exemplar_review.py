@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from .audit_log import ActionResult, Conflict, check_annotator
-from .index_layout import as_text
-from .labels import validate_label
-from .timeutil import now_iso
+from vss_core.audit_log import ActionResult, Conflict, check_annotator
+from vss_core.index_layout import as_text
+from vss_core.labels import validate_label
+from vss_core.timeutil import now_iso
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"
 RETIRE_CHUNK = 500  # exemplars per transaction (and per undoable action) when a whole label is retired

@@ -23,8 +23,8 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from .errors import FileRefused, ImageError
-from .paths import read_regular_file
+from vss_core.errors import FileRefused, ImageError
+from vss_core.paths import read_regular_file
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
 

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import redis
 
-from .errors import IndexMismatch, RedisUnavailable, VSSError
-from .schema import LABEL, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
+from vss_core.errors import IndexMismatch, RedisUnavailable, VSSError
+from vss_core.schema import LABEL, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
 
 
 @dataclass(frozen=True)

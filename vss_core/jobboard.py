@@ -28,10 +28,10 @@ from typing import Any, Mapping
 
 import redis
 
-from .schema import job_cancel_key as cancel_key
-from .schema import job_key
-from .schema import job_list_key as list_key
-from .schema import job_lock_key as lock_key
+from vss_core.schema import job_cancel_key as cancel_key
+from vss_core.schema import job_key
+from vss_core.schema import job_list_key as list_key
+from vss_core.schema import job_lock_key as lock_key
 
 __all__ = ["JobBoard", "OWNER", "STALE_S", "ACTIVE_TTL_S", "FINISHED_TTL_S", "job_key", "list_key",
            "cancel_key", "lock_key"]

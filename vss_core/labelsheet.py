@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import VSSError
-from .fastapi_compat import fastapi_result, write_result
-from .labels import csv_cell
-from .paths import atomic_write
-from .pool import PoolFilter, PoolItem, PoolStore
-from .search_index import Neighbor
+from vss_core.errors import VSSError
+from vss_core.fastapi_compat import fastapi_result, write_result
+from vss_core.labels import csv_cell
+from vss_core.paths import atomic_write
+from vss_core.pool import PoolFilter, PoolItem, PoolStore
+from vss_core.search_index import Neighbor
 
 COLUMNS = ("path", "label", "score", "status", "share", "margin", "suggestion", "uncertain", "flag", "annotator",
            "time", "model", "id")

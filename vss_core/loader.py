@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
-from .archive import extract_zip
-from .chunks import each_chunk
-from .errors import FileRefused, InputError, PathNotAllowed
-from .images import MAX_FILE_BYTES
-from .labels import validate_label
-from .paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
-from .store import Record
+from vss_core.archive import extract_zip
+from vss_core.chunks import each_chunk
+from vss_core.errors import FileRefused, InputError, PathNotAllowed
+from vss_core.images import MAX_FILE_BYTES
+from vss_core.labels import validate_label
+from vss_core.paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
+from vss_core.store import Record
 
 CHUNK = 512
 ID_HEX_CHARS = 20

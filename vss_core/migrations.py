@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import IndexMismatch, InputError
-from .index_layout import add_missing_fields, as_pairs, as_text, escape_tag
-from .schema import LABEL, LAYOUT_VERSION, TAG
-from .timeutil import now_iso
+from vss_core.errors import IndexMismatch, InputError
+from vss_core.index_layout import add_missing_fields, as_pairs, as_text, escape_tag
+from vss_core.schema import LABEL, LAYOUT_VERSION, TAG
+from vss_core.timeutil import now_iso
 
 BATCH = 1000
 MAX_TAG_VALUES = 100

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from vss_core.errors import InputError
 
 CHUNK = 2048  # query rows per block of the exact neighbour search (CHUNK x n floats at a time)
 NOVELTY_LOCAL_SCALE = 0.5  # share of the exemplars' own k-distance taken off a query's (bench/mining_worlds.py)

@@ -16,14 +16,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import mining
-from .chunks import each_chunk
-from .decisions import Decisions
-from .errors import InputError
-from .index_layout import as_text
-from .pool import PoolFilter
-from .schema import VECTOR
-from .timeutil import now_iso
+from vss_core import mining
+from vss_core.chunks import each_chunk
+from vss_core.decisions import Decisions
+from vss_core.errors import InputError
+from vss_core.index_layout import as_text
+from vss_core.pool import PoolFilter
+from vss_core.schema import VECTOR
+from vss_core.timeutil import now_iso
 
 NOVELTY, ANOMALY, MISLABEL = "novelty", "anomaly", "mislabel"
 KINDS = (NOVELTY, ANOMALY, MISLABEL)

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from .paths import atomic_write
-from .preprocess import FastSpec
+from vss_core.paths import atomic_write
+from vss_core.preprocess import FastSpec
 
 FORMAT = 1
 FOLDER = ".model-cache"
@@ -49,7 +49,7 @@ class Cached:
 
 def default_dir() -> Path | None:
     """``<VSS_DATA_DIR>/.model-cache``, or ``None`` when ``VSS_MODEL_CACHE=0``."""
-    from .config import settings
+    from vss_core.config import settings
 
     if os.environ.get("VSS_MODEL_CACHE", "1").strip() == "0":
         return None

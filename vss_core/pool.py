@@ -13,12 +13,12 @@ from typing import Iterable, Iterator, Sequence
 
 import redis
 
-from . import generation
-from .errors import InputError
-from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
-from .schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
-from .search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex
-from .timeutil import now_iso
+from vss_core import generation
+from vss_core.errors import InputError
+from vss_core.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
+from vss_core.schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
+from vss_core.search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex
+from vss_core.timeutil import now_iso
 
 LEAST_CONFIDENT, MOST_CONFIDENT, BY_SUGGESTION, BY_FILE = "least_confident", "most_confident", "suggestion", "file"
 SORTS = {  # sort id -> (field, order); the pages name them
@@ -302,7 +302,7 @@ def _num(fields: dict, name: str) -> float:
 
 def open_pool(project, dim: int, model: str | None = None, client=None) -> PoolStore:
     """Create or attach ``project``'s pool index, on ``client`` if given (else a new connection)."""
-    from .redis_server import connect
+    from vss_core.redis_server import connect
 
     pool = PoolStore(client or connect(project), layout_for(project).pool)
     pool.ensure_index(dim, model or project.model)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .chunks import each_chunk
-from .errors import FileRefused, InputError, PathNotAllowed
-from .loader import file_id, files_under, read_csv_rows
-from .paths import checked_path, name_text, path_text
-from .pool import PoolStore, Prediction
-from .suggestions import suggestion_fields
-from .store import VectorStore
+from vss_core.chunks import each_chunk
+from vss_core.errors import FileRefused, InputError, PathNotAllowed
+from vss_core.loader import file_id, files_under, read_csv_rows
+from vss_core.paths import checked_path, name_text, path_text
+from vss_core.pool import PoolStore, Prediction
+from vss_core.suggestions import suggestion_fields
+from vss_core.store import VectorStore
 
 CHUNK = 256
 DEFAULT_TOP_N = 5

@@ -10,7 +10,7 @@ import struct
 import time
 from pathlib import Path
 
-from .errors import RedisUnavailable
+from vss_core.errors import RedisUnavailable
 
 __all__ = ["private_dir", "peer", "binaries", "is_redis_process", "wait_gone"]
 

@@ -49,9 +49,9 @@ from redis.backoff import ExponentialBackoff
 from redis.connection import ConnectionPool, UnixDomainSocketConnection
 from redis.retry import Retry
 
-from .config import embedded_socket_path
-from .errors import RedisUnavailable, VSSError
-from .redis_process import binaries, is_redis_process, peer, private_dir, wait_gone
+from vss_core.config import embedded_socket_path
+from vss_core.errors import RedisUnavailable, VSSError
+from vss_core.redis_process import binaries, is_redis_process, peer, private_dir, wait_gone
 
 log = logging.getLogger(__name__)
 

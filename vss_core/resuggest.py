@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .chunks import each_chunk
-from .errors import InputError
-from .pool import PoolFilter
-from .schema import PREDICTED
-from .suggestions import suggestion_fields
+from vss_core.chunks import each_chunk
+from vss_core.errors import InputError
+from vss_core.pool import PoolFilter
+from vss_core.schema import PREDICTED
+from vss_core.suggestions import suggestion_fields
 
 KIND = "resuggest"
 CHUNK = 500

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import redis
 
-from .errors import VSSError
-from .jobboard import OWNER
-from .redis_server import connect
-from .schema import rq_cancel_key as _cancel_key
-from .schema import rq_progress_key as _progress_key
-from .schema import rq_queue_name as queue_name
+from vss_core.errors import VSSError
+from vss_core.jobboard import OWNER
+from vss_core.redis_server import connect
+from vss_core.schema import rq_cancel_key as _cancel_key
+from vss_core.schema import rq_progress_key as _progress_key
+from vss_core.schema import rq_queue_name as queue_name
 
 __all__ = ["run_worker", "load_chunk", "predict_chunk", "mine_chunk", "DEFAULT_HEARTBEAT_S", "RESULT_TTL_S"]
 
@@ -47,8 +47,8 @@ _CONTEXT_LOCK = threading.Lock()
 
 
 def _open_context(project, device: str | None = None) -> _Context:
-    from .decisions import open_decisions
-    from .embedder import for_project
+    from vss_core.decisions import open_decisions
+    from vss_core.embedder import for_project
 
     embedder = for_project(project, device)
     decisions = open_decisions(project, embedder.dim, client=connect(project))
@@ -59,7 +59,7 @@ def _context(project_name: str) -> _Context:
     """The worker process's model and stores for a project, opened once (then cached)."""
     with _CONTEXT_LOCK:
         if project_name not in _CONTEXTS:
-            from .config import load_projects
+            from vss_core.config import load_projects
 
             _CONTEXTS[project_name] = _open_context(load_projects().get(project_name))
         return _CONTEXTS[project_name]
@@ -102,7 +102,7 @@ class _ChunkProgress:
         return self._cancelled
 
     def check(self) -> None:
-        from .jobs import JobCancelled
+        from vss_core.jobs import JobCancelled
 
         if self.cancelled:
             raise JobCancelled(self.job_id)
@@ -121,7 +121,7 @@ def _chunk(project_name: str, parent: str, index: int, run: Callable[[_Context, 
 
 def bound_path(path: str, roots: list) -> Path:
     """The path a chunk names, bound again to the roots the app checked it against (opened only under them)."""
-    from .paths import CheckedPath
+    from vss_core.paths import CheckedPath
 
     roots = [r for r in (roots[0] if roots else None) or ()]
     return CheckedPath(path, roots=tuple(Path(r) for r in roots)) if roots else Path(path)
@@ -129,7 +129,7 @@ def bound_path(path: str, roots: list) -> Path:
 
 def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by: str) -> dict:
     """Load ``rows`` of (path, label, id) into the project's exemplars (an RQ job)."""
-    from .loader import Item, load_items
+    from vss_core.loader import Item, load_items
 
     def run(ctx, progress):
         items = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
@@ -145,7 +145,7 @@ def predict_chunk(project_name: str, parent: str, index: int, paths: list, names
     """Predict ``paths`` into the project's review pool, as part of job ``parent`` (an RQ job).
 
     ``roots[i]`` are the folders ``paths[i]`` was checked against: the worker checks again when it opens it."""
-    from .predict import predict_paths
+    from vss_core.predict import predict_paths
 
     def run(ctx, progress):
         d = ctx.decisions
@@ -161,8 +161,8 @@ def predict_chunk(project_name: str, parent: str, index: int, paths: list, names
 
 def mine_chunk(project_name: str, parent: str, index: int, what: str, scope: str, k: int | None) -> dict:
     """Score the pool or the exemplars for ``what`` (novelty, anomaly, mislabel) (an RQ job)."""
-    from .jobs import JobCancelled
-    from .mining_jobs import mine_job
+    from vss_core.jobs import JobCancelled
+    from vss_core.mining_jobs import mine_job
 
     def run(ctx, progress):
         try:
@@ -182,7 +182,7 @@ def run_worker(project, device: str | None = None, heartbeat_s: float = DEFAULT_
     after about ``3 x heartbeat_s`` (RQ's abandoned-job handling with ``Retry``)."""
     from rq import Queue
 
-    from .compat import HeartbeatingSimpleWorker
+    from vss_core.compat import HeartbeatingSimpleWorker
 
     _CONTEXTS[project.name] = _open_context(project, device)
     ttl = max(1, math.ceil(3 * heartbeat_s))

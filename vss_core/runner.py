@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from .errors import JobError
+from vss_core.errors import JobError
 
 __all__ = ["job_body", "runner_of"]
 
@@ -32,7 +32,7 @@ def job_body(project, kind: str, spec: Mapping[str, Any],
     if runner == "thread":
         return local()
     if runner == "rq":
-        from .rq_jobs import distributed
+        from vss_core.rq_jobs import distributed
 
         return distributed(project, kind, dict(spec))
     raise JobError(f"project '{project.name}': unknown job runner {runner!r} (thread or rq)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from .errors import IndexMismatch
+from vss_core.errors import IndexMismatch
 
 TAG_SEPARATOR = "\x1f"
 VECTOR = "vector"

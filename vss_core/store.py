@@ -23,12 +23,12 @@ from typing import Any, Iterable
 
 import redis
 
-from . import generation
-from .errors import SearchIncomplete, VSSError
-from .index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
-from .schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
-from .search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
-from .timeutil import now_iso
+from vss_core import generation
+from vss_core.errors import SearchIncomplete, VSSError
+from vss_core.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
+from vss_core.schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
+from vss_core.search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
+from vss_core.timeutil import now_iso
 
 __all__ = ["Record", "Neighbor", "Exemplar", "AuditView", "IndexInfo", "VectorStore", "connect_store", "open_store"]
 
@@ -232,7 +232,7 @@ class VectorStore(SearchIndex):
 def connect_store(project, client=None) -> VectorStore:
     """The exemplar store of ``project`` (a :class:`~vss_core.config.ProjectConfig`) without creating its
     index, on ``client`` (default: a new connection to the project's Redis)."""
-    from .redis_server import connect
+    from vss_core.redis_server import connect
 
     return VectorStore(client or connect(project), layout_for(project).exemplars)
 

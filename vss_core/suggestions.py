@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from .schema import TAG
-from .search import Vote, label_weights, vote
-from .search_index import Neighbor
+from vss_core.schema import TAG
+from vss_core.search import Vote, label_weights, vote
+from vss_core.search_index import Neighbor
 
 DISAGREE_SHARE = 0.5
 
