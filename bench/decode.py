@@ -35,7 +35,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def decoders(processor):
-    from vss_core import images
+    from vss_core.files import images
     from vss_core.preprocess import make_preprocessor
 
     torch_path, pil_path = make_preprocessor(processor, torch_resize=True), make_preprocessor(processor, torch_resize=False)

@@ -25,7 +25,7 @@ import numpy as np
 from insert import records
 
 FLAT_TARGET, HNSW_TARGET = 1.2, 2.0
-HNSW = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10}  # vss_core.config.HNSW_DEFAULTS
+HNSW = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 10}  # vss_core.config.projects.HNSW_DEFAULTS
 
 
 def wait_indexed(client, index: str) -> None:

@@ -50,7 +50,7 @@ def setup(root: Path, n_images: int):
     (config / "bench.yaml").write_text(f"vss:\n  project: {PROJECT}\n  model: {model}\n  device: cpu\n"
                                        f"  threshold: 0.8\n  data_roots: [{root / 'images'}]\n")
     os.environ.update(CONFIG_PATH=str(config), VSS_DATA_DIR=str(root / "data"), BATCH_SIZE="32")
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items

@@ -138,7 +138,7 @@ def latency(client, store, queries: np.ndarray, k: int, samples: int) -> dict:
 
 def run_main(client, gen, args, queries) -> dict:
     truth = ExactTopK(queries, args.k)
-    hnsw = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # vss_core.config.HNSW_DEFAULTS
+    hnsw = {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50}  # vss_core.config.projects.HNSW_DEFAULTS
     print(f"HNSW: loading {args.n:,} x {args.dim} ...", flush=True)
     entry = load(client, gen, args.n, "HNSW", hnsw, truth, "HNSW")
     entry["recall"] = {ef: recall(client, "index", queries, truth.ids, args.k, ef) for ef in args.ef}

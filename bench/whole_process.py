@@ -63,7 +63,7 @@ print("RESULT", *timings[-1])
 APP_CHILD = r"""
 import sys, threading, time
 from pathlib import Path
-from vss_core.config import load_projects
+from vss_core.config.projects import load_projects
 from vss_core.embedder import for_project
 from vss_core.search import search
 from vss_core.store import open_store
@@ -102,7 +102,7 @@ def setup_project(kind: str, tmp: Path, exemplars: int):
     """A model folder, a project YAML and a filled embedded Redis; (config dir, project, socket, model, client).
 
     Hold the client: the embedded server stops when the last process connected to it exits."""
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import connect
     from vss_core.store import Record, open_store
 

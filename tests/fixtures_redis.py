@@ -48,7 +48,7 @@ def store_client(redis_client):
 
 def make_project(data_dir: Path, name: str = "test", model: str = "test-model", **redis_fields):
     """A real ProjectConfig on the embedded server of ``data_dir`` (or the target ``redis_fields`` name)."""
-    from vss_core.config import ProjectConfig, RedisTarget, embedded_socket_path
+    from vss_core.config.projects import ProjectConfig, RedisTarget, embedded_socket_path
 
     fields = dict(host="embedded", port=None, password=None, index="index", prefix="doc:")
     fields.update(redis_fields)

@@ -162,7 +162,7 @@ def test_a_database_of_an_older_vss_is_upgraded_not_misread(project, redis_clien
 
 def test_cli_adopt_labels_a_fastapi_vss_database(tmp_path, monkeypatch, capsys, tiny_vit_dir, image_folder):
     from vss_core.cli import main
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import connect, embedded_server
 
     config = tmp_path / "config"
@@ -190,7 +190,7 @@ def test_exemplars_page_offers_adopt_and_asks_first(app_env, image_folder, tiny_
     from streamlit.testing.v1 import AppTest
 
     from tests.test_app import APP, EXEMPLARS, texts
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import connect
 
     project = load_projects(app_env.config).projects["gamma"]

@@ -167,7 +167,7 @@ def test_an_upload_over_the_file_cap_is_refused_as_it_streams(served, monkeypatc
         status_code, body, read = drive(served.app, path, MULTIPART, multipart_chunks(64 * 1024**2))
         assert status_code == 413 and body == {"error": "big.jpg: over the cap of 1,048,576 bytes per file"}
         assert read <= 1024**2 // (64 * 1024) + 2 < total_chunks  # stopped at the cap, not at the end
-    from vss_core.images import MAX_FILE_BYTES
+    from vss_core.files.images import MAX_FILE_BYTES
     from vss_core.service import MAX_UPLOAD_BYTES
 
     assert MAX_UPLOAD_BYTES == MAX_FILE_BYTES  # the cap every image file is read with

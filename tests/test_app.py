@@ -33,7 +33,7 @@ def _stop_jobs() -> None:
 def _env(app_env):
     """Each test starts from empty projects and an empty job list, whatever ran before it."""
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import connect
 
     _stop_jobs()
@@ -83,7 +83,7 @@ def run_until(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
 def load_exemplars(setup, project_name: str, folder: Path | None = None):
     """Load exemplars through the real loader and store (as the CLI would)."""
     from vss_core import loader
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
     from vss_core.store import open_store
 
@@ -164,7 +164,7 @@ def test_unreachable_redis_shows_panel_without_password(app_env):
 def test_forgetting_one_project_s_server_keeps_the_other_projects_connections(app_env):
     """A project whose Redis does not answer is reconnected alone; other sessions keep theirs."""
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
 
     projects = load_projects(app_env.config).projects
     alpha, beta = projects["alpha"], projects["beta"]
@@ -196,7 +196,7 @@ def test_a_project_whose_redis_went_away_reconnects_on_next_use_and_the_old_clie
     server stopped, the next use restarts it with a new client and new stores; the other project's
     client is kept, and a dropped client's connections are closed (on_release)."""
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import embedded_server
 
     projects = load_projects(app_env.config).projects

@@ -17,7 +17,7 @@ PROJECT = "review"
 @pytest.fixture(autouse=True)
 def clean_project(app_env):
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.redis_server import connect
 
     project = load_projects(app_env.config).projects[PROJECT]
@@ -90,7 +90,7 @@ def test_bulk_accept_above_threshold_is_one_click(app_env):
     assert button.label == "Accept 6 image(s)"
     button.click().run()
     assert metric(at, "accepted") == "6" and "bulk accept: 6 image(s) changed" in texts(at)
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.store import connect_store
 
     counts = connect_store(load_projects(app_env.config).projects[PROJECT]).label_counts()

@@ -298,7 +298,7 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     from PIL import Image
     from playwright.sync_api import expect
 
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
@@ -359,7 +359,7 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
 def test_four_sessions_search_at_once_without_errors_or_mixing(chromium_path, server, app_setup, tmp_path,
                                                                monkeypatch):
     from tests.browser_soak import query_sets, soak
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
     from vss_core.store import open_store

@@ -40,7 +40,7 @@ def run(cli_env, monkeypatch, capsys):
 
 @pytest.fixture
 def loaded(run, image_folder):
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.store import connect_store
 
     connect_store(load_projects().get("plankton")).client.flushall()
@@ -188,7 +188,7 @@ def test_predict_bad_input_is_one_line(run, loaded, tmp_path):
 
 
 def test_predict_with_no_exemplars_says_so_before_starting(run, cli_env, image_folder):
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.store import connect_store
 
     connect_store(load_projects().get("plankton")).client.flushall()

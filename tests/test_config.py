@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vss_core.config import load_project_file, load_projects, settings
+from vss_core.config.projects import load_project_file, load_projects, settings
 from vss_core.errors import ConfigError
 
 FASTAPI_VSS_FILE = """\
@@ -231,7 +231,7 @@ def test_example_project_in_repo_is_valid(monkeypatch):
 
 
 def test_relative_model_path_resolves_against_the_file(tmp_path):
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
 
     (tmp_path / "cfg" / "models" / "mine").mkdir(parents=True)
     (tmp_path / "cfg" / "a.yaml").write_text("vss: {project: a, model: models/mine}\n")
@@ -247,7 +247,7 @@ def test_relative_model_path_resolves_against_the_file(tmp_path):
 
 
 def test_a_missing_relative_model_names_the_absolute_path(tmp_path):
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
     from vss_core.errors import ModelLoadError
 

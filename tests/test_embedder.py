@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.fixtures_models import dinov2_processor, encode, label_image, natural_image, vit_processor
 from tests.test_images import bad_files, with_orientation
-from vss_core import images
+from vss_core.files import images
 from vss_core.embedder import EmbedResult, Embedder
 from vss_core.errors import ConfigError, ImageError, ModelLoadError
 from vss_core.preprocess import FastPath, ProcessorPath, make_preprocessor, unsupported_reason

@@ -147,7 +147,7 @@ def promoted_app(app_env):
     """Project ``beta`` emptied, exemplars loaded from the app's folder, queries predicted into the pool and one
     of them accepted (promoted to an exemplar)."""
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
     from vss_core.embedder import Embedder
     from vss_core.predict import collect_images, predict_paths

@@ -26,7 +26,7 @@ N_IMAGES = 1500
 @pytest.fixture
 def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     """A project on its own embedded server with exemplars, 20 predicted images, 3 decisions made."""
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.decisions import Change, open_decisions
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
@@ -105,7 +105,7 @@ def test_redis_killed_mid_mining_then_rerun(world):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
-        from vss_core.config import load_projects
+        from vss_core.config.projects import load_projects
         from vss_core.decisions import open_decisions
         from vss_core import mining_jobs
         from vss_core import search_index
@@ -143,7 +143,7 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from vss_core.config import load_projects
+        from vss_core.config.projects import load_projects
         from vss_core.decisions import open_decisions
         from vss_core.embedder import Embedder
         from vss_core.jobs import JobRegistry

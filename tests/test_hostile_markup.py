@@ -49,7 +49,7 @@ def hostile(app_env, tmp_path, monkeypatch):
     """Project ``hostile``: exemplars labeled ``<BEACON> <label>`` loaded by WHO, a pool of queries whose
     file names are FILE-like, one decided by WHO, and exemplar-audit scores."""
     from ui import resources
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.decisions import Change, open_decisions
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_csv, load_items

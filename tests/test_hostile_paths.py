@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures_models import label_image
 from tests.test_hostile_markup import hostile  # noqa: F401  (fixture)
 from vss_core.errors import FileRefused, VSSError
-from vss_core.paths import OUTSIDE_ROOTS, CheckedPath, checked_path, open_checked, read_regular_file
+from vss_core.files.paths import OUTSIDE_ROOTS, CheckedPath, checked_path, open_checked, read_regular_file
 
 
 def swap_for_link(path: Path, target: Path) -> None:
@@ -216,7 +216,7 @@ def test_a_thumbnail_is_made_only_of_a_file_under_the_roots(world):
 
 
 def test_a_zip_upload_that_is_a_symlink_to_another_zip_is_not_extracted(world, tmp_path):
-    from vss_core.archive import extract_zip
+    from vss_core.files.archive import extract_zip
     from vss_core.loader import collected
 
     elsewhere = world.outside / "private.zip"

@@ -1,4 +1,4 @@
-"""vss_core.images: robust decoding of every kind of file a user may drop in."""
+"""vss_core.files.images: robust decoding of every kind of file a user may drop in."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_models import encode, label_image
-from vss_core import images
+from vss_core.files import images
 from vss_core.errors import ImageError
 
 # stored image = INVERSE[o](upright) so that applying EXIF orientation o gives back the upright image

@@ -107,7 +107,7 @@ def test_a_job_whose_process_died_reads_interrupted_with_its_meta(embedded_redis
 def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env, monkeypatch):
     """A load published by another process that went quiet reads 'interrupted'; Resume reruns it here."""
     from tests.test_app import EXEMPLARS, open_app, run_until
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.jobboard import JobBoard
     from vss_core.redis_server import connect
     from vss_core.store import connect_store

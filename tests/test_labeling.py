@@ -339,7 +339,7 @@ def test_exemplar_keep_relabel_retire_and_undo(decisions):
 def test_odd_file_names_predict_and_round_trip_to_the_sheet(decisions, embedder, tmp_path, image_folder):
     import os
 
-    from vss_core.paths import text_path
+    from vss_core.files.paths import text_path
 
     folder = tmp_path / "odd"
     folder.mkdir()

@@ -97,7 +97,7 @@ def test_only_the_fast_path_on_cpu_is_cached(tiny_vit_dir, tmp_path):
 
 
 def test_projects_use_the_data_dirs_cache_unless_turned_off(tiny_vit_dir, tmp_path, monkeypatch):
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
 
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "p.yml").write_text(f"vss:\n  project: p\n  model: {tiny_vit_dir}\n  device: cpu\n")

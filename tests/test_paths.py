@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from vss_core.errors import PathNotAllowed
-from vss_core.paths import atomic_write, resolve_under_roots
+from vss_core.files.paths import atomic_write, resolve_under_roots
 
 BOUND_S = 60  # a bound on every wait: a regression fails instead of hanging the suite
 

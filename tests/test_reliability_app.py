@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vss_core import remote_config
+from vss_core.config import remote as remote_config
 
 from .test_app import open_app, texts
 

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from vss_core import remote_config
-from vss_core.config import load_projects
+from vss_core.config import remote as remote_config
+from vss_core.config.projects import load_projects
 
 from .test_config import env, write, yaml_server  # noqa: F401 - fixtures
 from .test_reliability_inputs import bounded
@@ -186,7 +186,7 @@ def test_a_config_folder_the_user_may_not_read_is_named_not_passed_over():
         folder = Path(base) / "config"
         folder.mkdir(mode=0o700)
         (folder / "p.yaml").write_text("vss: {project: p, model: m}\n")
-        code = ("from vss_core.config import load_projects; r = load_projects(%r); "
+        code = ("from vss_core.config.projects import load_projects; r = load_projects(%r); "
                 "print(len(r.projects), [str(e) for e in r.errors])" % str(folder))
         done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
                                "-c", code], capture_output=True, text=True, timeout=120,

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from vss_core import images
+from vss_core.files import images
 from vss_core.embedder import Embedder
 from vss_core.errors import ImageError, InputError
 from vss_core.loader import collect_csv, collect_folder, load_items
-from vss_core.paths import path_text, read_regular_file, text_path
+from vss_core.files.paths import path_text, read_regular_file, text_path
 from vss_core.search import search
 
 from .pngs import write_png
@@ -175,7 +175,7 @@ def test_whitespace_only_label_folder_fails_its_files_alone(tmp_path, store, emb
 
 MEASURE = textwrap.dedent("""
     import resource, sys
-    from vss_core.images import decode
+    from vss_core.files.images import decode
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         image = decode(sys.argv[1])
@@ -262,7 +262,7 @@ def test_concurrent_decodes_wait_for_their_share_of_the_memory_budget():
                                           ("/" + "a/" * 3000, "too long")])
 def test_hostile_typed_server_paths_are_refused_with_a_reason(tmp_path, typed, words):
     from vss_core.errors import PathNotAllowed
-    from vss_core.paths import resolve_under_roots
+    from vss_core.files.paths import resolve_under_roots
 
     with pytest.raises(PathNotAllowed, match=words):
         resolve_under_roots(typed, [tmp_path])

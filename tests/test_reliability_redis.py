@@ -18,7 +18,7 @@ import redis
 
 from vss_core import redis_process
 from vss_core import redis_server
-from vss_core.config import embedded_socket_path
+from vss_core.config.projects import embedded_socket_path
 from vss_core.errors import RedisUnavailable
 from vss_core.redis_process import binaries
 from vss_core.redis_server import EmbeddedRedis, connect

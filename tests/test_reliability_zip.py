@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vss_core import archive
+from vss_core.files import archive
 from vss_core.embedder import Embedder
 from vss_core.errors import InputError
 from vss_core.jobs import DONE, FAILED, JobRegistry

@@ -33,7 +33,7 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture
 def world(tmp_path, tiny_vit_dir, images, monkeypatch):
     """A project with ``jobs.runner: rq`` on its own embedded Redis; a registry with its job board."""
-    from vss_core.config import load_projects
+    from vss_core.config.projects import load_projects
     from vss_core.jobs import JobRegistry
     from vss_core.redis_server import connect, embedded_server
 
@@ -190,7 +190,7 @@ def test_predict_and_mine_run_on_a_worker(world, images, tiny_vit_dir):
 @pytest.mark.parametrize("text,key", [("runner: celery", "jobs.runner"), ("chunk_size: 0", "jobs.chunk_size"),
                                       ("chunk_size: many", "jobs.chunk_size")])
 def test_bad_jobs_section_names_file_and_key(tmp_path, text, key):
-    from vss_core.config import load_project_file
+    from vss_core.config.projects import load_project_file
 
     path = tmp_path / "p.yaml"
     path.write_text(f"vss:\n  project: p\n  model: m\njobs:\n  {text}\n")
@@ -200,7 +200,7 @@ def test_bad_jobs_section_names_file_and_key(tmp_path, text, key):
 
 
 def test_default_runner_is_a_thread(tmp_path):
-    from vss_core.config import load_project_file
+    from vss_core.config.projects import load_project_file
     from vss_core.runner import job_body
 
     path = tmp_path / "p.yaml"

@@ -24,7 +24,7 @@ import redis
 import streamlit as st
 
 from ui.lru import LRU
-from vss_core.config import ProjectConfig, ProjectSet, load_projects
+from vss_core.config.projects import ProjectConfig, ProjectSet, load_projects
 from vss_core.jobs import JobRegistry
 
 PROJECTS_TTL_S = 30

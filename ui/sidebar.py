@@ -8,7 +8,7 @@ import streamlit as st
 from ui import resources, state
 from ui.plain import md
 from ui.thumbs import favicon
-from vss_core.config import ProjectConfig
+from vss_core.config.projects import ProjectConfig
 from vss_core.errors import VSSError
 from vss_core.sizing import index_advice
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from ui import resources
 from ui.plain import md
-from vss_core.config import ProjectConfig
+from vss_core.config.projects import ProjectConfig
 from vss_core.errors import VSSError
 
 PROJECT = "project"

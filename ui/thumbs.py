@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from ui.lru import LRU
 from vss_core.errors import PathNotAllowed
-from vss_core.paths import checked_path, text_path
+from vss_core.files.paths import checked_path, text_path
 
 THUMB_PX = 160
 _BACKGROUND = (238, 240, 243)
@@ -81,7 +81,7 @@ def current_roots() -> tuple | None:
 
 def make_thumbnail(source: str | os.PathLike | bytes, px: int = THUMB_PX) -> bytes:
     """Decode ``source`` (a path or bytes), fit it in a px square and encode as JPEG."""
-    from vss_core.images import decode
+    from vss_core.files.images import decode
 
     img = decode(source, draft_size=(px * 2, px * 2))
     return _encode(_square(img, px))

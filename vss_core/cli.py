@@ -22,9 +22,9 @@ import sys
 import threading
 from typing import Sequence
 
-from vss_core.config import ProjectConfig, load_projects
+from vss_core.config.projects import ProjectConfig, load_projects
 from vss_core.errors import VSSError
-from vss_core.paths import path_text
+from vss_core.files.paths import path_text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

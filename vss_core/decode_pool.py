@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vss_core import images
+from vss_core.files import images
 from vss_core.errors import ImageError
 
 

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from vss_core import config
-from vss_core import images
+from vss_core.config import projects as config
+from vss_core.files import images
 from vss_core import model_cache
 from vss_core.decode_pool import ProcessDecoder, one_torch_thread
 from vss_core.errors import ConfigError, ImageError, ModelLoadError

@@ -245,7 +245,7 @@ class JobRegistry:
     def _errors_folder(self) -> Path:
         """Where jobs' error lists go; older ones are removed when it is first used."""
         if self._errors_dir is None:
-            from vss_core.config import settings
+            from vss_core.config.projects import settings
 
             self._errors_dir = settings().data_dir
         folder = self._errors_dir / ERRORS_FOLDER

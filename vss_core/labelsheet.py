@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import fastapi_result, write_result
 from vss_core.labels import csv_cell
-from vss_core.paths import atomic_write
+from vss_core.files.paths import atomic_write
 from vss_core.pool import PoolFilter, PoolItem, PoolStore
 from vss_core.search_index import Neighbor
 

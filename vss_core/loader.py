@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
-from vss_core.archive import extract_zip
+from vss_core.files.archive import extract_zip
 from vss_core.chunks import each_chunk
 from vss_core.errors import FileRefused, InputError, PathNotAllowed
-from vss_core.images import MAX_FILE_BYTES
+from vss_core.files.images import MAX_FILE_BYTES
 from vss_core.labels import validate_label
-from vss_core.paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
+from vss_core.files.paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
 from vss_core.store import Record
 
 CHUNK = 512
@@ -141,7 +141,7 @@ def _as_path(path: str | Path) -> Path:
 
 def collect_zip(zip_file: str | Path, into: str | Path, name: str | None = None) -> list[Item]:
     """Check the whole zip, extract its ``<label>/<image>`` folders into the new folder ``into``
-    (see :mod:`vss_core.archive`) and collect them; each item's source is ``<name>/<member>``."""
+    (see :mod:`vss_core.files.archive`) and collect them; each item's source is ``<name>/<member>``."""
     target = extract_zip(zip_file, into, name).resolve()
     label_root = _label_root(target)
     prefix = name or Path(zip_file).name

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from vss_core.paths import atomic_write
+from vss_core.files.paths import atomic_write
 from vss_core.preprocess import FastSpec
 
 FORMAT = 1
@@ -49,7 +49,7 @@ class Cached:
 
 def default_dir() -> Path | None:
     """``<VSS_DATA_DIR>/.model-cache``, or ``None`` when ``VSS_MODEL_CACHE=0``."""
-    from vss_core.config import settings
+    from vss_core.config.projects import settings
 
     if os.environ.get("VSS_MODEL_CACHE", "1").strip() == "0":
         return None

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vss_core import images
+from vss_core.files import images
 from vss_core.errors import FileRefused
-from vss_core.paths import read_regular_file
+from vss_core.files.paths import read_regular_file
 
 _GENERIC_NAMES = {"ViTImageProcessor", "BitImageProcessor"}
 _PIPELINE_METHODS = ("preprocess", "_preprocess", "_preprocess_image_like_inputs", "process_image",

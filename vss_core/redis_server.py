@@ -13,7 +13,7 @@ process whose server went away gets it back on its next command: the clients of 
 retry a dropped connection only after bringing the server back (:class:`_RestartingRetry`).
 
 Privacy: the socket lives in a folder only this user can enter (the data dir, made 0700, or
-:func:`~vss_core.config.private_runtime_dir` for long paths), which is checked to be a real
+:func:`~vss_core.config.projects.private_runtime_dir` for long paths), which is checked to be a real
 folder of ours before use; the server's files are created 0600 (umask 077).  A server found
 on the socket is used, and ever sent SHUTDOWN, only when the kernel says its process is this
 user's redis-server serving this very socket (``SO_PEERCRED``); anything else is refused
@@ -49,7 +49,7 @@ from redis.backoff import ExponentialBackoff
 from redis.connection import ConnectionPool, UnixDomainSocketConnection
 from redis.retry import Retry
 
-from vss_core.config import embedded_socket_path
+from vss_core.config.projects import embedded_socket_path
 from vss_core.errors import RedisUnavailable, VSSError
 from vss_core.redis_process import binaries, is_redis_process, peer, private_dir, wait_gone
 

@@ -59,7 +59,7 @@ def _context(project_name: str) -> _Context:
     """The worker process's model and stores for a project, opened once (then cached)."""
     with _CONTEXT_LOCK:
         if project_name not in _CONTEXTS:
-            from vss_core.config import load_projects
+            from vss_core.config.projects import load_projects
 
             _CONTEXTS[project_name] = _open_context(load_projects().get(project_name))
         return _CONTEXTS[project_name]
@@ -121,7 +121,7 @@ def _chunk(project_name: str, parent: str, index: int, run: Callable[[_Context, 
 
 def bound_path(path: str, roots: list) -> Path:
     """The path a chunk names, bound again to the roots the app checked it against (opened only under them)."""
-    from vss_core.paths import CheckedPath
+    from vss_core.files.paths import CheckedPath
 
     roots = [r for r in (roots[0] if roots else None) or ()]
     return CheckedPath(path, roots=tuple(Path(r) for r in roots)) if roots else Path(path)

@@ -223,5 +223,5 @@ def project_layout(index: str = "index", prefix: str = "doc:", algorithm: str = 
 
 
 def layout_for(project) -> ProjectLayout:
-    """The layout of a :class:`~vss_core.config.ProjectConfig`."""
+    """The layout of a :class:`~vss_core.config.projects.ProjectConfig`."""
     return project_layout(project.redis.index, project.redis.prefix, project.index_algorithm, project.hnsw)

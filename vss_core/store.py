@@ -230,7 +230,7 @@ class VectorStore(SearchIndex):
 
 
 def connect_store(project, client=None) -> VectorStore:
-    """The exemplar store of ``project`` (a :class:`~vss_core.config.ProjectConfig`) without creating its
+    """The exemplar store of ``project`` (a :class:`~vss_core.config.projects.ProjectConfig`) without creating its
     index, on ``client`` (default: a new connection to the project's Redis)."""
     from vss_core.redis_server import connect
 

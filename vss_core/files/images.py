@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from vss_core.errors import FileRefused, ImageError
-from vss_core.paths import read_regular_file
+from vss_core.files.paths import read_regular_file
 
 Source = Union[str, Path, bytes, bytearray, memoryview, BinaryIO]
 

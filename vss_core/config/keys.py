@@ -1,5 +1,5 @@
 """Typed reading of one project file's keys: each ``vss.*`` / ``jobs.*`` value parsed once, with a
-:class:`~vss_core.errors.ConfigError` naming the file and the key (used by :mod:`vss_core.config`)."""
+:class:`~vss_core.errors.ConfigError` naming the file and the key (used by :mod:`vss_core.config.projects`)."""
 
 from __future__ import annotations
 

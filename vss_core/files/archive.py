@@ -6,7 +6,7 @@ members, compression methods other than stored/deflate/bzip2/lzma, more than
 ``MAX_MEMBERS`` files, more than ``MAX_TOTAL_BYTES`` unpacked, a member or an
 archive that unpacks to more than ``MAX_RATIO`` times its packed size, and an
 archive with no files.  The archive is opened as a regular file of at most ``MAX_ZIP_BYTES``
-through :mod:`vss_core.paths` (a :class:`~vss_core.paths.CheckedPath` is checked against its
+through :mod:`vss_core.files.paths` (a :class:`~vss_core.files.paths.CheckedPath` is checked against its
 roots when opened, so a zip swapped for a symlink leading elsewhere is never read).  Members are
 streamed to disk in chunks (never read whole), each stops at its declared size, files are private
 to the owner (0600 in 0700 folders), and a failed extraction removes what it wrote.
@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from vss_core.errors import FileRefused, InputError
-from vss_core.paths import open_regular_file
+from vss_core.files.paths import open_regular_file
 
 MAX_MEMBERS = 100_000
 MAX_TOTAL_BYTES = 4 * 1024**3

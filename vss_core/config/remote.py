@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vss_core.paths import atomic_write
+from vss_core.files.paths import atomic_write
 
 FETCH_DEADLINE_S = 5.0
 MAX_BYTES = 1_000_000

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from vss_core import config_keys as keys
-from vss_core import remote_config
-from vss_core.config_keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
+from vss_core.config import keys
+from vss_core.config import remote as remote_config
+from vss_core.config.keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
 from vss_core.errors import ConfigError, FileRefused
-from vss_core.paths import read_regular_file
+from vss_core.files.paths import read_regular_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED = "embedded"
 MAX_CONFIG_BYTES = 1_000_000
 _SAFE_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
@@ -200,7 +200,7 @@ def load_project_file(path: str | Path, env: Settings | None = None) -> ProjectC
 
 
 def _fetch_remotes(parsed: dict[Path, dict], env: Settings) -> dict[Path, remote_config.Remote]:
-    """Every well-formed ``config_url`` of ``parsed`` fetched at once (see :mod:`vss_core.remote_config`)."""
+    """Every well-formed ``config_url`` of ``parsed`` fetched at once (see :mod:`vss_core.config.remote`)."""
     urls = {path: data["config_url"] for path, data in parsed.items()
             if isinstance(data.get("config_url"), str) and _is_http(data["config_url"])}
     return remote_config.fetch_all(urls, env.data_dir)

@@ -1,0 +1,1 @@
+"""Project configuration: the fastapi-vss YAML files, their keys, and configs fetched from a server."""

@@ -1,0 +1,1 @@
+"""Reading user files safely: paths under the data roots, archives, and image decoding."""
