@@ -188,7 +188,7 @@ def save_model(kind: str, folder: Path) -> Path:
 @contextlib.contextmanager
 def embedded_redis(data_dir: str | Path | None = None):
     """A client of a fresh embedded Redis (RediSearch loaded) in a tmp data dir; stopped afterwards."""
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     with contextlib.ExitStack() as stack:
         folder = Path(data_dir) if data_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vssb-")))

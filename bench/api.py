@@ -72,8 +72,8 @@ def make_model_and_images(root: Path) -> tuple[Path, list[bytes], list[Path]]:
 
 @contextmanager
 def redis_tcp(root: Path):
-    from vss_core.redis_process import binaries
-    from vss_core.redis_server import SEARCH_MODULE_ARGS
+    from vss_core.redis.process import binaries
+    from vss_core.redis.server import SEARCH_MODULE_ARGS
 
     server, module = binaries()
     port = free_port()

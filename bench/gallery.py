@@ -41,7 +41,7 @@ def setup(root: Path, exemplars_per_label: int) -> None:
     from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     project = load_projects().get("bench")
     embedder = Embedder(project.model, device="cpu")
@@ -89,7 +89,7 @@ def main() -> None:
         for i in range(args.repeat):
             row = {"run": "cold thumbnail cache" if i == 0 else f"warm cache #{i}", **one_run(files, args.top_n)}
             rows.append(row)
-        from vss_core.redis_server import embedded_server
+        from vss_core.redis.server import embedded_server
 
         embedded_server(Path(tmp) / "data" / "bench").stop()
     worst = max(r["render s"] for r in rows)

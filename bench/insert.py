@@ -24,15 +24,15 @@ TARGET = 5.0
 
 def records(vectors: np.ndarray, labels: int = 50, start: int = 0) -> list:
     """Records of ``vectors``; ids (the row numbers) count from ``start``."""
-    from vss_core.store import Record
+    from vss_core.redis.exemplars import Record
 
     return [Record(f"label{i % labels}", f"{i:08d}", v, source=f"/data/img_{i:08d}.jpg",
                    added_by="bench", model="bench-model") for i, v in enumerate(vectors, start)]
 
 
 def fresh_store(client, dim: int, algorithm: str):
-    from vss_core.schema import project_layout
-    from vss_core.store import VectorStore
+    from vss_core.redis.schema import project_layout
+    from vss_core.redis.exemplars import VectorStore
 
     client.flushall()
     store = VectorStore(client, project_layout(algorithm=algorithm, hnsw={"M": 16, "EF_CONSTRUCTION": 200,

@@ -56,7 +56,7 @@ def speed_methods(client, store, queries: np.ndarray, k: int) -> dict:
         return [client.execute_command(*command) for command in commands()]
 
     def lean():  # proposal for VectorStore.knn: one socket write, RETURN __dist + source, label/id from the key
-        from vss_core.store import Neighbor
+        from vss_core.redis.exemplars import Neighbor
 
         replies = common.one_write(client, [(
             "FT.SEARCH", store.index_name, f"*=>[KNN {k} @vector $vec AS __dist]", "PARAMS", 2, "vec", v.tobytes(),
@@ -183,8 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     efs = [int(v) for v in args.ef.split(",") if v]
     sizes = [int(v) for v in args.recall_sizes.split(",") if v]
-    from vss_core.schema import project_layout
-    from vss_core.store import VectorStore
+    from vss_core.redis.schema import project_layout
+    from vss_core.redis.exemplars import VectorStore
 
     started = time.perf_counter()
     result = {"n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k, "hnsw": HNSW, "recall": {}}

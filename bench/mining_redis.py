@@ -28,8 +28,8 @@ from mining import World  # noqa: E402
 
 
 def fill(d, world: World, n_pool: int, n_ex: int) -> None:
-    from vss_core.schema import PREDICTED, TAG, VECTOR
-    from vss_core.store import Record
+    from vss_core.redis.schema import PREDICTED, TAG, VECTOR
+    from vss_core.redis.exemplars import Record
 
     classes = world.draw_known(n_ex)
     vectors = world.embed(world.latent(classes))
@@ -49,9 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     from vss_core import mining_jobs
     from vss_core.decisions import Decisions
-    from vss_core.pool import PoolStore
-    from vss_core.schema import project_layout
-    from vss_core.store import VectorStore
+    from vss_core.redis.pool import PoolStore
+    from vss_core.redis.schema import project_layout
+    from vss_core.redis.exemplars import VectorStore
 
     with tempfile.TemporaryDirectory(prefix="vss-mine-") as tmp, common.embedded_redis(tmp) as client:
         layout = project_layout(algorithm=args.algorithm, hnsw={"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50})

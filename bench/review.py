@@ -63,7 +63,7 @@ def setup(root: Path, n_images: int):
 
 
 def clear_pool(d) -> None:
-    from vss_core.pool import PoolFilter
+    from vss_core.redis.pool import PoolFilter
 
     ids = d.pool.ids(PoolFilter())
     for start in range(0, len(ids), 5000):
@@ -113,9 +113,9 @@ def actions(queries) -> dict:
 def fill_pool(d, n: int, sources: list[Path]) -> None:
     import numpy as np
 
-    from vss_core.pool import Prediction
+    from vss_core.redis.pool import Prediction
     from vss_core.suggestions import suggestion_fields
-    from vss_core.search_index import Neighbor
+    from vss_core.redis.search_index import Neighbor
 
     clear_pool(d)
     rng = np.random.default_rng(0)
@@ -181,7 +181,7 @@ def main() -> None:
         procs = whole_process(d, queries, args.repeat)
         fill_pool(d, args.pool, sorted(queries.glob("*.jpg")))
         renders = render(args.repeat)
-        from vss_core.redis_server import embedded_server
+        from vss_core.redis.server import embedded_server
 
         embedded_server(Path(tmp) / "data" / PROJECT).stop()
     table([first])

@@ -27,7 +27,7 @@ CHUNK = 10_000
 
 
 def load(client, n: int, dim: int, labels: int):
-    from vss_core.store import VectorStore
+    from vss_core.redis.exemplars import VectorStore
 
     client.flushall()
     store = VectorStore(client)  # the default layout: FLAT
@@ -65,8 +65,8 @@ def measure(name: str, n: int, batches) -> dict:
 
 def old_batches(store, batch: int):
     """exemplar_batches before the scan: FT.SEARCH "*" ... LIMIT offset batch, no sort."""
-    from vss_core.index_layout import as_text
-    from vss_core.schema import TAG, VECTOR
+    from vss_core.redis.index_layout import as_text
+    from vss_core.redis.schema import TAG, VECTOR
 
     offset = 0
     while True:

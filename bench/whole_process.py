@@ -66,7 +66,7 @@ from pathlib import Path
 from vss_core.config.projects import load_projects
 from vss_core.embedder import for_project
 from vss_core.search import search
-from vss_core.store import open_store
+from vss_core.redis.exemplars import open_store
 config, name, *paths = sys.argv[1:]
 project = load_projects(config).projects[name]
 embedder = for_project(project)  # as ui.resources builds and caches it
@@ -103,8 +103,8 @@ def setup_project(kind: str, tmp: Path, exemplars: int):
 
     Hold the client: the embedded server stops when the last process connected to it exits."""
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import connect
-    from vss_core.store import Record, open_store
+    from vss_core.redis.server import connect
+    from vss_core.redis.exemplars import Record, open_store
 
     model = common.save_model(kind, tmp / f"model-{kind}")
     config = tmp / "config"
@@ -212,7 +212,7 @@ def main() -> None:
                 rows += model_rows
                 result["models"][kind] = summary
         finally:
-            from vss_core.redis_server import _servers
+            from vss_core.redis.server import _servers
 
             for server in list(_servers.values()):
                 server.stop()

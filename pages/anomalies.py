@@ -8,8 +8,8 @@ from vss_core import labelsheet
 from vss_core import mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import PoolFilter
-from vss_core.schema import ANOMALY, NORMAL
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import ANOMALY, NORMAL
 
 sidebar.frame()
 ctx, d = mining_view.page(

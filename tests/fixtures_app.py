@@ -76,7 +76,7 @@ def app_setup(tmp_path_factory, tiny_vit_dir, image_folder):
                             many=roots / "many", outside=outside, config=config, data=data, env=env,
                             model=Path(tiny_vit_dir))
     yield setup
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     for name in USABLE:
         server = embedded_server(data / name)

@@ -21,7 +21,7 @@ def redis_data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_redis(redis_data_dir):
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     server = embedded_server(redis_data_dir).start()
     yield server
@@ -67,6 +67,6 @@ def redis_project(redis_data_dir, redis_client):
 
 @pytest.fixture
 def vector_store(redis_client):
-    from vss_core.store import VectorStore
+    from vss_core.redis.exemplars import VectorStore
 
     return VectorStore(redis_client)

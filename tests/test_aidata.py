@@ -13,7 +13,7 @@ import pytest
 
 from tests.fixtures_redis import make_project
 from tests.peers import aidata_wrapper, fastapi_vss_predictor
-from vss_core import migrations
+from vss_core.redis import migrations
 from vss_core.decisions import open_decisions
 from vss_core.embedder import Embedder
 from vss_core.errors import IndexMismatch
@@ -21,9 +21,9 @@ from vss_core.labelsheet import to_csv
 from vss_core.loader import collect_folder, load_items
 from vss_core.mining_jobs import MISLABEL, exemplar_batches, ranked, score_mislabel
 from vss_core.predict import collect_images, predict_paths
-from vss_core.schema import LAYOUT_VERSION
+from vss_core.redis.schema import LAYOUT_VERSION
 from vss_core.search import search
-from vss_core.store import VectorStore, open_store
+from vss_core.redis.exemplars import VectorStore, open_store
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_a_database_of_an_older_vss_is_upgraded_not_misread(project, redis_clien
 def test_cli_adopt_labels_a_fastapi_vss_database(tmp_path, monkeypatch, capsys, tiny_vit_dir, image_folder):
     from vss_core.cli import main
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import connect, embedded_server
+    from vss_core.redis.server import connect, embedded_server
 
     config = tmp_path / "config"
     config.mkdir()
@@ -191,7 +191,7 @@ def test_exemplars_page_offers_adopt_and_asks_first(app_env, image_folder, tiny_
 
     from tests.test_app import APP, EXEMPLARS, texts
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     project = load_projects(app_env.config).projects["gamma"]
     client = connect(project)

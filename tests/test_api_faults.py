@@ -79,7 +79,7 @@ def test_health_and_projects_name_the_bad_config_the_server_started_with(tmp_pat
 
 def test_concurrent_first_requests_load_the_model_once(served, monkeypatch):
     from vss_core import embedder
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     service = served.service
     real, loads, raced = embedder.for_project, [], threading.Event()

@@ -34,7 +34,7 @@ def _env(app_env):
     """Each test starts from empty projects and an empty job list, whatever ran before it."""
     from ui import resources
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     _stop_jobs()
     resources.job_registry.clear()
@@ -85,7 +85,7 @@ def load_exemplars(setup, project_name: str, folder: Path | None = None):
     from vss_core import loader
     from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     project = load_projects(setup.config).projects[project_name]
     embedder = Embedder(str(setup.model), device="cpu", batch_size=8)
@@ -197,7 +197,7 @@ def test_a_project_whose_redis_went_away_reconnects_on_next_use_and_the_old_clie
     client is kept, and a dropped client's connections are closed (on_release)."""
     from ui import resources
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     projects = load_projects(app_env.config).projects
     alpha, beta = projects["alpha"], projects["beta"]

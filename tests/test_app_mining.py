@@ -70,7 +70,7 @@ def test_anomalies_mark_and_export(app_env, pool):
     assert "Marked anomalies" in texts(at)
     assert at.button(key="mark_anomaly").disabled  # nothing selected yet
     from vss_core.decisions import Change
-    from vss_core.pool import PoolFilter
+    from vss_core.redis.pool import PoolFilter
 
     odd = [i for i in pool.pool.page(limit=100)[1] if i.name.startswith("zz_odd")]
     pool.apply([Change(i.id, None, expected_version=i.version, flag="anomaly") for i in odd], "ana", "mark anomaly")

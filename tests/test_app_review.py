@@ -18,7 +18,7 @@ PROJECT = "review"
 def clean_project(app_env):
     from ui import resources
     from vss_core.config.projects import load_projects
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     project = load_projects(app_env.config).projects[PROJECT]
     connect(project).flushall()
@@ -91,7 +91,7 @@ def test_bulk_accept_above_threshold_is_one_click(app_env):
     button.click().run()
     assert metric(at, "accepted") == "6" and "bulk accept: 6 image(s) changed" in texts(at)
     from vss_core.config.projects import load_projects
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     counts = connect_store(load_projects(app_env.config).projects[PROJECT]).label_counts()
     assert sum(counts.values()) == 18 + 6  # accepted images became exemplars
@@ -133,7 +133,7 @@ def test_label_sheet_download_matches_the_pool(app_env, clean_project):
 def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_project):
     from vss_core.decisions import open_decisions
     from vss_core.exemplar_review import ExemplarReview
-    from vss_core.pool import PoolFilter
+    from vss_core.redis.pool import PoolFilter
 
     at = predicted_page(app_env)
     at.button(key="k_accept").click().run()

@@ -80,7 +80,7 @@ def server(app_setup, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        from vss_core.redis_server import embedded_server
+        from vss_core.redis.server import embedded_server
 
         for name in ("alpha", "beta", "gamma", "review"):
             srv = embedded_server(data / name)
@@ -362,7 +362,7 @@ def test_four_sessions_search_at_once_without_errors_or_mixing(chromium_path, se
     from vss_core.config.projects import load_projects
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     url, _, data, pid = server
     monkeypatch.setenv("VSS_DATA_DIR", str(data))

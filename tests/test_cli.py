@@ -19,7 +19,7 @@ def cli_env(tmp_path_factory, tiny_vit_dir):
     (config / "broken.yaml").write_text("vss: {project: broken}\n")
     env = {"CONFIG_PATH": str(config), "VSS_DATA_DIR": str(root / "data"), "BATCH_SIZE": "4"}
     yield root, env
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     embedded_server(root / "data" / "plankton").stop()
 
@@ -41,7 +41,7 @@ def run(cli_env, monkeypatch, capsys):
 @pytest.fixture
 def loaded(run, image_folder):
     from vss_core.config.projects import load_projects
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     connect_store(load_projects().get("plankton")).client.flushall()
     code, out, err = run("load", "plankton", image_folder)
@@ -189,7 +189,7 @@ def test_predict_bad_input_is_one_line(run, loaded, tmp_path):
 
 def test_predict_with_no_exemplars_says_so_before_starting(run, cli_env, image_folder):
     from vss_core.config.projects import load_projects
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     connect_store(load_projects().get("plankton")).client.flushall()
     code, _, err = run("predict", "plankton", image_folder)

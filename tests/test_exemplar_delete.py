@@ -10,13 +10,13 @@ import pytest
 from tests.test_app import EXEMPLARS, load_exemplars, open_app, texts
 from tests.test_invariant import DIM, _current, check_invariant, small  # noqa: F401  (fixture)
 from tests.test_store import fastapi_vss_index, fastapi_vss_write, retired, review_of
-from vss_core import generation
+from vss_core.redis import generation
 from vss_core.decisions import Change, decisions_over
 from vss_core.errors import InputError
 from vss_core.exemplar_review import RETIRE_CHUNK, ExemplarReview
-from vss_core.index_layout import as_text
-from vss_core.schema import ACCEPTED, DUBIOUS, TAG_SEPARATOR
-from vss_core.store import Record
+from vss_core.redis.index_layout import as_text
+from vss_core.redis.schema import ACCEPTED, DUBIOUS, TAG_SEPARATOR
+from vss_core.redis.exemplars import Record
 
 PROJECT = "beta"  # an app project no other test file keeps state in (test_app.py empties it before each test)
 REVIEW = "pages/review.py"
@@ -95,7 +95,7 @@ def test_a_large_label_is_retired_in_chunks_each_undone_on_its_own(vector_store)
 
 
 def test_a_fastapi_vss_database_s_exemplars_are_retired_by_their_keys_and_come_back(redis_client):
-    from vss_core.store import VectorStore
+    from vss_core.redis.exemplars import VectorStore
 
     fastapi_vss_index(redis_client)
     data = np.random.default_rng(1).random((4, DIM)).astype(np.float32)
@@ -151,7 +151,7 @@ def promoted_app(app_env):
     from vss_core.decisions import open_decisions
     from vss_core.embedder import Embedder
     from vss_core.predict import collect_images, predict_paths
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     project = load_projects(app_env.config).projects[PROJECT]
     connect(project).flushall()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.peers import fastapi_vss_predictor
 from vss_core.fastapi_compat import fastapi_result, write_result
-from vss_core.store import Neighbor
+from vss_core.redis.exemplars import Neighbor
 
 
 

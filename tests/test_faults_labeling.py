@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures_models import LABELS, label_image
-from vss_core.pool import PoolFilter
+from vss_core.redis.pool import PoolFilter
 
 REPO = Path(__file__).resolve().parent.parent
 N_IMAGES = 1500
@@ -31,7 +31,7 @@ def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     from vss_core.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
     from vss_core.predict import collect_images, predict_paths
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     images = tmp_path / "images"
     for i in range(N_IMAGES):
@@ -108,7 +108,7 @@ def test_redis_killed_mid_mining_then_rerun(world):
         from vss_core.config.projects import load_projects
         from vss_core.decisions import open_decisions
         from vss_core import mining_jobs
-        from vss_core import search_index
+        from vss_core.redis import search_index
         mining_jobs.CHUNK = 5
         class Progress:
             def set_total(self, total, *args, **kwargs): pass
@@ -137,7 +137,7 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
     from vss_core.decisions import open_decisions
     from vss_core.jobs import JobRegistry
     from vss_core.predict import predict_job, threshold_of
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     project, embedder, d, images, env, decided = world
     script = textwrap.dedent(f"""
@@ -148,7 +148,7 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
         from vss_core.embedder import Embedder
         from vss_core.jobs import JobRegistry
         from vss_core.predict import predict_job
-        from vss_core.redis_server import connect
+        from vss_core.redis.server import connect
         project = load_projects().get("f")
         embedder = Embedder(project.model, device="cpu", batch_size=1)
         d = open_decisions(project, embedder.dim)
@@ -220,7 +220,7 @@ def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tin
     from vss_core.errors import VSSError
     from vss_core.loader import collect_folder, load_items
     from vss_core.predict import collect_images, predict_paths
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     images = tmp_path / "queries"
     images.mkdir()

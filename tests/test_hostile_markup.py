@@ -55,7 +55,7 @@ def hostile(app_env, tmp_path, monkeypatch):
     from vss_core.loader import collect_csv, load_items
     from vss_core.mining_jobs import score_mislabel
     from vss_core.predict import predict_paths
-    from vss_core.redis_server import connect, embedded_server
+    from vss_core.redis.server import connect, embedded_server
 
     root = tmp_path / "root"
     shutil.copytree(app_env.exemplars, root / "exemplars")

@@ -12,11 +12,11 @@ import redis
 
 from vss_core.decisions import Change, Decisions, open_decisions
 from vss_core.exemplar_review import ExemplarReview
-from vss_core.index_layout import as_text
-from vss_core.pool import Prediction
-from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
+from vss_core.redis.index_layout import as_text
+from vss_core.redis.pool import Prediction
+from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
 from vss_core.suggestions import suggestion_fields
-from vss_core.store import Record
+from vss_core.redis.exemplars import Record
 
 DIM = 8
 LABELS = ("circles", "squares", "stripes")
@@ -250,8 +250,8 @@ def dropping(small, embedded_redis):
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from vss_core.pool import PoolStore
-    from vss_core.store import VectorStore
+    from vss_core.redis.pool import PoolStore
+    from vss_core.redis.exemplars import VectorStore
 
     d, ids = small
     pool = redis.ConnectionPool(connection_class=DropExecReply, path=str(embedded_redis.socket_path), protocol=2,

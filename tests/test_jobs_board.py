@@ -109,8 +109,8 @@ def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env,
     from tests.test_app import EXEMPLARS, open_app, run_until
     from vss_core.config.projects import load_projects
     from vss_core.jobboard import JobBoard
-    from vss_core.redis_server import connect
-    from vss_core.store import connect_store
+    from vss_core.redis.server import connect
+    from vss_core.redis.exemplars import connect_store
 
     project = load_projects(app_env.config).get("gamma")
     client = connect(project)

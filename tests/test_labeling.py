@@ -18,10 +18,10 @@ from vss_core.embedder import Embedder
 from vss_core.errors import IndexMismatch, InputError
 from vss_core.labelsheet import to_csv, to_fastapi_json, write_csv
 from vss_core.loader import collect_folder, load_items
-from vss_core.pool import PoolFilter
+from vss_core.redis.pool import PoolFilter
 from vss_core.predict import collect_images, precheck, predict_paths
-from vss_core.schema import ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, VECTOR
-from vss_core.store import Record
+from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, VECTOR
+from vss_core.redis.exemplars import Record
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def test_label_sheet_and_fastapi_json_read_back(decisions, embedder, queries, tm
 
 
 def test_state_survives_a_server_restart(tmp_path, embedder, image_folder, queries):
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     project = make_project(tmp_path / "p", model=embedder.model_name)
     d = open_decisions(project, embedder.dim)
@@ -245,7 +245,7 @@ def test_state_survives_a_server_restart(tmp_path, embedder, image_folder, queri
 
 
 def test_index_records_its_model(redis_project, redis_client):
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     open_store(redis_project, 8, "model-a")
     with pytest.raises(IndexMismatch, match="model-a.*model-b"):
@@ -293,7 +293,7 @@ def test_odd_labels_list_delete_and_relabel(vector_store):
 
 
 def test_flags_are_decisions_too(decisions, embedder, queries):
-    from vss_core.schema import RARE
+    from vss_core.redis.schema import RARE
 
     _predict(decisions, embedder, queries)
     item = decisions.pool.page()[1][0]

@@ -15,7 +15,7 @@ from vss_core import mining_jobs
 from vss_core.decisions import open_decisions
 from vss_core.embedder import Embedder
 from vss_core.loader import collect_folder, load_items
-from vss_core.pool import PoolFilter
+from vss_core.redis.pool import PoolFilter
 from vss_core.predict import predict_paths
 
 

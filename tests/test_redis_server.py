@@ -15,8 +15,8 @@ import pytest
 
 from tests.fixtures_redis import make_project
 from vss_core.errors import RedisUnavailable
-from vss_core.redis_process import is_redis_process
-from vss_core.redis_server import EmbeddedRedis, connect, embedded_server
+from vss_core.redis.process import is_redis_process
+from vss_core.redis.server import EmbeddedRedis, connect, embedded_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_stale_socket_file_without_server(server):
 
 
 def test_start_failure_reports_log_tail(tmp_path, monkeypatch):
-    from vss_core import redis_server
+    from vss_core.redis import server as redis_server
 
     monkeypatch.setenv("VSS_REDISEARCH_MODULE", str(tmp_path / "missing.so"))
     monkeypatch.setattr(redis_server, "START_TIMEOUT", 3600.0)  # the dead server is noticed, not waited out
@@ -186,7 +186,7 @@ def test_a_command_whose_server_is_killed_under_it_is_answered_by_the_restarted_
 
 
 def _exit_script(data_dir: Path) -> str:
-    return (f"from vss_core.redis_server import EmbeddedRedis\n"
+    return (f"from vss_core.redis.server import EmbeddedRedis\n"
             f"s = EmbeddedRedis({str(data_dir)!r}).start()\n"
             f"c = s.client(); c.ping()\n"
             f"print(s.pid, flush=True)\n")
@@ -224,7 +224,7 @@ def _tcp_redis(folder: Path, *args: str):
     """A redis-server on a free loopback port (``args`` added to its command line), once it answers."""
     import redis
 
-    from vss_core.redis_process import binaries
+    from vss_core.redis.process import binaries
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,7 +254,7 @@ def plain_tcp_redis(tmp_path):
 @pytest.fixture
 def shared_search_redis(tmp_path):
     """A Redis with the search module on a loopback port, as another tool set it up: ON_TIMEOUT RETURN."""
-    from vss_core.redis_process import binaries
+    from vss_core.redis.process import binaries
 
     port, proc = _tcp_redis(tmp_path, "--loadmodule", binaries()[1], "ON_TIMEOUT", "RETURN")
     yield port

@@ -14,7 +14,7 @@ from .test_app import open_app, texts
 def kept_copy_project(app_env, tmp_path, monkeypatch):
     """Project ``kept`` whose config_url is down, with a kept copy of its last good answer."""
     from ui import resources
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     from .fixtures_app import free_port
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from vss_core import redis_process
-from vss_core import redis_server
+from vss_core.redis import process as redis_process
+from vss_core.redis import server as redis_server
 from vss_core.config.projects import embedded_socket_path
 from vss_core.errors import RedisUnavailable
-from vss_core.redis_process import binaries
-from vss_core.redis_server import EmbeddedRedis, connect
+from vss_core.redis.process import binaries
+from vss_core.redis.server import EmbeddedRedis, connect
 
 from .fixtures_redis import make_project
 

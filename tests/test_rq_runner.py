@@ -35,7 +35,7 @@ def world(tmp_path, tiny_vit_dir, images, monkeypatch):
     """A project with ``jobs.runner: rq`` on its own embedded Redis; a registry with its job board."""
     from vss_core.config.projects import load_projects
     from vss_core.jobs import JobRegistry
-    from vss_core.redis_server import connect, embedded_server
+    from vss_core.redis.server import connect, embedded_server
 
     config = tmp_path / "config"
     config.mkdir()

@@ -1,8 +1,8 @@
-"""vss_core.sizing: the advice the sidebar's status gives from the index's algorithm and size."""
+"""vss_core.redis.sizing: the advice the sidebar's status gives from the index's algorithm and size."""
 
 from __future__ import annotations
 
-from vss_core.sizing import flat_query_ms, index_advice, memory_gb
+from vss_core.redis.sizing import flat_query_ms, index_advice, memory_gb
 
 
 def test_small_indexes_need_no_advice():

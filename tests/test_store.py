@@ -11,9 +11,9 @@ import redis
 from vss_core.decisions import Decisions
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
 from vss_core.exemplar_review import ExemplarReview
-from vss_core.pool import PoolStore
-from vss_core.schema import project_layout
-from vss_core.store import Record, VectorStore, connect_store, open_store
+from vss_core.redis.pool import PoolStore
+from vss_core.redis.schema import project_layout
+from vss_core.redis.exemplars import Record, VectorStore, connect_store, open_store
 
 DIM = 8
 SPECIAL = ["a", "b", "a,b", "a, b", "Cat", "cat", "x y", "x:y", "x-y", "ünï", "b|c", "{q}",
@@ -224,7 +224,7 @@ def test_data_back_after_server_killed(tmp_path):
     import signal
 
     from tests.fixtures_redis import make_project
-    from vss_core.redis_server import embedded_server
+    from vss_core.redis.server import embedded_server
 
     project = make_project(tmp_path / "p")
     store = open_store(project, DIM)

@@ -10,7 +10,7 @@ from ui.mining_view import undo_button
 from ui.plain import md
 from ui.review import flash, show_flash
 from ui.thumbs import thumb_cache
-from vss_core import migrations
+from vss_core.redis import migrations
 from vss_core.decisions import decisions_over
 from vss_core.errors import VSSError
 from vss_core.exemplar_review import RETIRE_CHUNK, ExemplarReview

@@ -10,8 +10,8 @@ import streamlit as st
 from ui import resources
 from vss_core import mining
 from vss_core import mining_jobs
-from vss_core.pool import PoolFilter
-from vss_core.schema import VECTOR
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import VECTOR
 
 MAX_POINTS = 20_000
 

@@ -11,8 +11,8 @@ from vss_core import mining
 from vss_core import mining_jobs
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import LEAST_CONFIDENT, PoolFilter
-from vss_core.schema import ACCEPTED, DISMISSED, PREDICTED, RARE
+from vss_core.redis.pool import LEAST_CONFIDENT, PoolFilter
+from vss_core.redis.schema import ACCEPTED, DISMISSED, PREDICTED, RARE
 
 MAX_GROUPED = 500
 

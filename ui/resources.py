@@ -121,7 +121,7 @@ def _still_there(connection: _Connection) -> bool:
 @st.cache_resource(show_spinner=False, max_entries=16, validate=_still_there,
                    on_release=lambda connection: _disconnect(connection.client))
 def _connection(key: tuple, _project: ProjectConfig) -> _Connection:
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     return _Connection(connect(_project), uuid.uuid4().hex)
 
@@ -135,7 +135,7 @@ def client_for(project: ProjectConfig):
 @st.cache_resource(show_spinner="Opening the vector index…", max_entries=16,
                    on_release=lambda store: _disconnect(store.client))
 def _store(key: tuple, dim: int, algorithm: str, connection: str, _project: ProjectConfig):
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     return open_store(_project, dim, client=client_for(_project))
 

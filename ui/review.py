@@ -14,10 +14,10 @@ from ui.thumbs import thumb_cache
 from vss_core.audit_log import describe
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
+from vss_core.redis.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
 from vss_core.resuggest import KIND as RESUGGEST
 from vss_core.resuggest import resuggest_job
-from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
+from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
 
 PAGE_SIZE = 100
 PAGE, CURSOR, FLASH = "review_page", "review_cursor", "review_flash"

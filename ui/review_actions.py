@@ -13,8 +13,8 @@ from vss_core import labelsheet
 from vss_core.audit_log import describe
 from vss_core.decisions import Change
 from vss_core.errors import VSSError
-from vss_core.pool import PoolFilter
-from vss_core.schema import ACCEPTED, DUBIOUS, PREDICTED, STATUSES
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, STATUSES
 
 ANY = "any suggestion"
 

@@ -10,7 +10,7 @@ from ui.plain import md
 from ui.thumbs import favicon
 from vss_core.config.projects import ProjectConfig
 from vss_core.errors import VSSError
-from vss_core.sizing import index_advice
+from vss_core.redis.sizing import index_advice
 
 
 NAVIGATION = (

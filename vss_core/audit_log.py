@@ -1,5 +1,5 @@
 """The record of every action on labels: the audit stream, each item's history, the action records and each
-annotator's undo stack (keys from :class:`~vss_core.schema.ProjectLayout`).
+annotator's undo stack (keys from :class:`~vss_core.redis.schema.ProjectLayout`).
 
 Pool decisions (:mod:`vss_core.decisions`) and the exemplar audit (:mod:`vss_core.exemplar_review`) both
 record through :class:`AuditLog` and run their transactions through :meth:`AuditLog.transact`, which
@@ -16,8 +16,8 @@ from typing import Callable
 import redis
 
 from vss_core.errors import InputError, VSSError
-from vss_core.index_layout import as_text
-from vss_core.schema import ProjectLayout
+from vss_core.redis.index_layout import as_text
+from vss_core.redis.schema import ProjectLayout
 from vss_core.timeutil import now_iso
 
 UNDO_DEPTH = 200

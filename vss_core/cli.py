@@ -114,7 +114,7 @@ def _project_and_source(cmd: argparse.ArgumentParser, folder_help: str, csv_help
 
 
 def cmd_projects(args) -> int:
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     result = load_projects(args.config)
     rows = [("PROJECT", "MODEL", "REDIS", "VECTORS")]
@@ -165,7 +165,7 @@ def cmd_predict(args) -> int:
     from vss_core.embedder import for_project
     from vss_core.labelsheet import save_csv
     from vss_core.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     project = _project(args)
     paths = collect_paths_csv(args.csv) if args.csv else collect_images(args.folder)
@@ -217,7 +217,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from vss_core.store import connect_store
+    from vss_core.redis.exemplars import connect_store
 
     project = _project(args)
     store = connect_store(project)
@@ -237,7 +237,7 @@ def cmd_stats(args) -> int:
 
 
 def _layout_text(store) -> str:
-    from vss_core import migrations
+    from vss_core.redis import migrations
 
     version = migrations.layout_version(store)
     if version is None:
@@ -248,8 +248,8 @@ def _layout_text(store) -> str:
 
 
 def cmd_adopt(args) -> int:
-    from vss_core import migrations
-    from vss_core.store import connect_store
+    from vss_core.redis import migrations
+    from vss_core.redis.exemplars import connect_store
 
     project = _project(args)
     store = connect_store(project)
@@ -299,7 +299,7 @@ def _names_project(error, name: str) -> bool:
 
 def _open(project: ProjectConfig):
     from vss_core.embedder import for_project
-    from vss_core.store import open_store
+    from vss_core.redis.exemplars import open_store
 
     embedder = for_project(project)
     return embedder, open_store(project, embedder.dim)

@@ -20,11 +20,11 @@ from vss_core.audit_log import ActionResult, AuditLog, Conflict, HistoryEntry, c
 from vss_core.errors import InputError
 from vss_core.exemplar_owner import PoolExemplars, public, same_state
 from vss_core.exemplar_review import ExemplarReview
-from vss_core.index_layout import as_text
+from vss_core.redis.index_layout import as_text
 from vss_core.labels import validate_label
-from vss_core.pool import PoolStore
-from vss_core.schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
-from vss_core.store import VectorStore
+from vss_core.redis.pool import PoolStore
+from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
+from vss_core.redis.exemplars import VectorStore
 from vss_core.timeutil import now_iso
 
 
@@ -202,10 +202,10 @@ __all__ = ["Change", "Conflict", "ActionResult", "HistoryEntry", "Decisions", "A
 def open_decisions(project, dim: int, model: str | None = None, client=None) -> Decisions:
     """The exemplar store, pool and decisions of ``project`` for ``dim``-d vectors of ``model``, both
     stores on one connection (``client``, or a new one): the app, the CLI and the workers open them here."""
-    from vss_core.pool import open_pool
-    from vss_core.redis_server import connect
-    from vss_core.schema import layout_for
-    from vss_core.store import open_store
+    from vss_core.redis.pool import open_pool
+    from vss_core.redis.server import connect
+    from vss_core.redis.schema import layout_for
+    from vss_core.redis.exemplars import open_store
 
     client = client or connect(project)
     exemplars = open_store(project, dim, model, client=client)
@@ -216,7 +216,7 @@ def open_decisions(project, dim: int, model: str | None = None, client=None) -> 
 def decisions_over(store: VectorStore, project) -> Decisions:
     """Decisions over ``project``'s open exemplar ``store`` that create no index (retiring exemplars and undoing
     read pool documents by key only): what the Exemplars page retires and undoes through."""
-    from vss_core.schema import layout_for
+    from vss_core.redis.schema import layout_for
 
     layout = layout_for(project)
     return Decisions(PoolStore(store.client, layout.pool), store, layout, promote=project.promote)

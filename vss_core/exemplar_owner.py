@@ -14,7 +14,7 @@ inside the caller's WATCH/MULTI transaction:
   becomes dubious), restores it on undo only when it has not changed since, and refuses a move that would
   bring back into the index an exemplar its pool image no longer names; :meth:`~PoolExemplars.move` writes it.
 
-Each change of the set of exemplars bumps the generation (:mod:`vss_core.generation`) in the same transaction.
+Each change of the set of exemplars bumps the generation (:mod:`vss_core.redis.generation`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from vss_core import generation
+from vss_core.redis import generation
 from vss_core.errors import VSSError
-from vss_core.index_layout import as_text
-from vss_core.schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
-from vss_core.store import Record, VectorStore
+from vss_core.redis.index_layout import as_text
+from vss_core.redis.schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
+from vss_core.redis.exemplars import Record, VectorStore
 from vss_core.timeutil import now_iso
 
 STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from vss_core.audit_log import ActionResult, Conflict, check_annotator
-from vss_core.index_layout import as_text
+from vss_core.redis.index_layout import as_text
 from vss_core.labels import validate_label
 from vss_core.timeutil import now_iso
 

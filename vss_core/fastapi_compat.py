@@ -41,7 +41,7 @@ def fastapi_result(filenames: Sequence[str], neighbor_lists: Sequence[Sequence],
 
     ``neighbor_lists[i]`` holds the neighbours of ``filenames[i]`` -- objects with
     ``.label``, ``.id`` and ``.score`` (cosine similarity), like
-    :class:`vss_core.store.Neighbor`.  ``errors`` maps images that failed to why.
+    :class:`vss_core.redis.exemplars.Neighbor`.  ``errors`` maps images that failed to why.
     """
     if len(filenames) != len(neighbor_lists):
         raise ValueError(f"{len(filenames)} file names but {len(neighbor_lists)} neighbour lists")

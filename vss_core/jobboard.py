@@ -2,7 +2,7 @@
 
 The Streamlit app and the REST server (``uvicorn api:app``) are separate
 processes over the same Redis.  Each publishes its jobs here; each reads the
-others' from here.  The keys (named in :mod:`vss_core.schema`, used as follows):
+others' from here.  The keys (named in :mod:`vss_core.redis.schema`, used as follows):
 
 - ``vss:job:<id>`` -- STRING, the job's record as JSON (a snapshot plus ``owner``
   and ``heartbeat``).  While the job runs its owner rewrites it every
@@ -28,10 +28,10 @@ from typing import Any, Mapping
 
 import redis
 
-from vss_core.schema import job_cancel_key as cancel_key
-from vss_core.schema import job_key
-from vss_core.schema import job_list_key as list_key
-from vss_core.schema import job_lock_key as lock_key
+from vss_core.redis.schema import job_cancel_key as cancel_key
+from vss_core.redis.schema import job_key
+from vss_core.redis.schema import job_list_key as list_key
+from vss_core.redis.schema import job_lock_key as lock_key
 
 __all__ = ["JobBoard", "OWNER", "STALE_S", "ACTIVE_TTL_S", "FINISHED_TTL_S", "job_key", "list_key",
            "cancel_key", "lock_key"]

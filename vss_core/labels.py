@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from vss_core.errors import InputError
-from vss_core.schema import TAG_SEPARATOR
+from vss_core.redis.schema import TAG_SEPARATOR
 
 __all__ = ["MAX_LABEL_CHARS", "validate_label", "csv_cell"]
 

@@ -20,9 +20,9 @@ from vss_core import mining
 from vss_core.chunks import each_chunk
 from vss_core.decisions import Decisions
 from vss_core.errors import InputError
-from vss_core.index_layout import as_text
-from vss_core.pool import PoolFilter
-from vss_core.schema import VECTOR
+from vss_core.redis.index_layout import as_text
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import VECTOR
 from vss_core.timeutil import now_iso
 
 NOVELTY, ANOMALY, MISLABEL = "novelty", "anomaly", "mislabel"

@@ -1,6 +1,6 @@
 """Re-suggest: refresh the suggestions of undecided pool images that are older than the exemplars.
 
-A suggestion is stale once the exemplar-set generation (:mod:`vss_core.generation`) has moved past the one
+A suggestion is stale once the exemplar-set generation (:mod:`vss_core.redis.generation`) has moved past the one
 it was made at.  :func:`resuggest` runs the KNN again for the stored pool vectors of the undecided
 (``predicted``) images whose suggestion is stale, against the exemplars as they are now, and rewrites the
 suggestion fields and the generation; an image decided meanwhile is left alone.  No image is embedded again.
@@ -13,8 +13,8 @@ from typing import Callable
 
 from vss_core.chunks import each_chunk
 from vss_core.errors import InputError
-from vss_core.pool import PoolFilter
-from vss_core.schema import PREDICTED
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import PREDICTED
 from vss_core.suggestions import suggestion_fields
 
 KIND = "resuggest"

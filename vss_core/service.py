@@ -105,7 +105,7 @@ class Service:
         project = self.projects.get(name)
         if project is None:
             return None
-        from vss_core.redis_server import connect
+        from vss_core.redis.server import connect
 
         return self._once(self._clients, "client", name, lambda: connect(project))
 
@@ -116,7 +116,7 @@ class Service:
 
     def _open(self, name: str) -> _Engine:
         from vss_core import embedder as embedders
-        from vss_core.store import open_store
+        from vss_core.redis.exemplars import open_store
 
         project = self.projects[name]
         key = (project.model, project.device, project.batch_size)
@@ -189,8 +189,8 @@ class Service:
     # -- listings ------------------------------------------------------------
     def ids(self, name: str, limit: int = IDS_LIMIT) -> dict:
         """Up to ``limit`` exemplar ids and their labels: ``{"ids": [...], "classes": [...]}``."""
-        from vss_core.schema import layout_for
-        from vss_core.store import VectorStore
+        from vss_core.redis.schema import layout_for
+        from vss_core.redis.exemplars import VectorStore
 
         store = VectorStore(self.client(name), layout_for(self.projects[name]).exemplars)
         ids, classes = [], []

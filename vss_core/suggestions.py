@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from vss_core.schema import TAG
+from vss_core.redis.schema import TAG
 from vss_core.search import Vote, label_weights, vote
-from vss_core.search_index import Neighbor
+from vss_core.redis.search_index import Neighbor
 
 DISAGREE_SHARE = 0.5
 
@@ -33,7 +33,7 @@ def scores(neighbors: Sequence[Neighbor], majority: Vote | None, weighted: Vote 
 
 def suggestion_fields(neighbors: Sequence[Neighbor], threshold: float) -> dict:
     """The pool fields of the suggestion made from ``neighbors``: label, scores, neighbours and the k they
-    were found at (written by :meth:`~vss_core.pool.PoolStore.add` and rewritten by a re-suggest, each
+    were found at (written by :meth:`~vss_core.redis.pool.PoolStore.add` and rewritten by a re-suggest, each
     adding the exemplar-set generation)."""
     majority, weighted = vote(neighbors)
     s = scores(neighbors, majority, weighted, threshold)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vss_core.errors import IndexMismatch, InputError
-from vss_core.index_layout import add_missing_fields, as_pairs, as_text, escape_tag
-from vss_core.schema import LABEL, LAYOUT_VERSION, TAG
+from vss_core.redis.index_layout import add_missing_fields, as_pairs, as_text, escape_tag
+from vss_core.redis.schema import LABEL, LAYOUT_VERSION, TAG
 from vss_core.timeutil import now_iso
 
 BATCH = 1000

@@ -1,8 +1,8 @@
-"""Vectors of labeled exemplars in Redis, in fastapi-vss's layout (see :mod:`vss_core.schema`).
+"""Vectors of labeled exemplars in Redis, in fastapi-vss's layout (see :mod:`vss_core.redis.schema`).
 
 An exemplar's label is its key's middle part (``doc:<label>:<id>``), as fastapi-vss reads it; ``tag`` holds
 the model name, as MBARI's ``mbari-aidata`` writes it.  VSS also writes the label into ``label``, a TAG field
-(separator 0x1f, CASESENSITIVE) of the indexes it creates or adopts (:mod:`vss_core.migrations`), so labels
+(separator 0x1f, CASESENSITIVE) of the indexes it creates or adopts (:mod:`vss_core.redis.migrations`), so labels
 are filtered and counted by the index; where a document lacks it (fastapi-vss's, not adopted) the keys
 are read instead.  Labels are always compared exactly.
 
@@ -23,11 +23,11 @@ from typing import Any, Iterable
 
 import redis
 
-from vss_core import generation
+from vss_core.redis import generation
 from vss_core.errors import SearchIncomplete, VSSError
-from vss_core.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
-from vss_core.schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
-from vss_core.search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
+from vss_core.redis.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
+from vss_core.redis.schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
+from vss_core.redis.search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex
 from vss_core.timeutil import now_iso
 
 __all__ = ["Record", "Neighbor", "Exemplar", "AuditView", "IndexInfo", "VectorStore", "connect_store", "open_store"]
@@ -158,7 +158,7 @@ class VectorStore(SearchIndex):
     def unlabeled_count(self) -> int:
         """How many documents lack the ``label`` field (all of a fastapi-vss index that is not adopted,
         and those its tools added since adoption): they are counted, searched and retired, but listed
-        by label only after :func:`vss_core.migrations.adopt`.  One aggregate on the server."""
+        by label only after :func:`vss_core.redis.migrations.adopt`.  One aggregate on the server."""
         return self._label_groups()[0].get("", 0)
 
     def _label_groups(self) -> tuple[dict[str, int], int]:
@@ -232,7 +232,7 @@ class VectorStore(SearchIndex):
 def connect_store(project, client=None) -> VectorStore:
     """The exemplar store of ``project`` (a :class:`~vss_core.config.projects.ProjectConfig`) without creating its
     index, on ``client`` (default: a new connection to the project's Redis)."""
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     return VectorStore(client or connect(project), layout_for(project).exemplars)
 

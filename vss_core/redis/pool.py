@@ -1,6 +1,6 @@
 """The prediction pool: images to label, each with its vector, suggestion and current decision.
 
-A second vector index in the project's Redis (see :mod:`vss_core.schema`), never mixed with the
+A second vector index in the project's Redis (see :mod:`vss_core.redis.schema`), never mixed with the
 exemplars that fastapi-vss reads.  A pool document is written once per image id (ids come from
 content, so a rerun skips what is there) and then changed only through :mod:`vss_core.decisions`.
 """
@@ -13,11 +13,11 @@ from typing import Iterable, Iterator, Sequence
 
 import redis
 
-from vss_core import generation
+from vss_core.redis import generation
 from vss_core.errors import InputError
-from vss_core.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
-from vss_core.schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
-from vss_core.search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex
+from vss_core.redis.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
+from vss_core.redis.schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
+from vss_core.redis.search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex
 from vss_core.timeutil import now_iso
 
 LEAST_CONFIDENT, MOST_CONFIDENT, BY_SUGGESTION, BY_FILE = "least_confident", "most_confident", "suggestion", "file"
@@ -134,7 +134,7 @@ class PoolStore(SearchIndex):
         return [("EVAL", _ADD_IF_NEW, 1, key, *flat)]
 
     def generation(self) -> int:
-        """The exemplar-set generation now (see :mod:`vss_core.generation`)."""
+        """The exemplar-set generation now (see :mod:`vss_core.redis.generation`)."""
         return generation.current(self.client, self.index_name.removesuffix(POOL_SUFFIX))
 
     @guard
@@ -302,7 +302,7 @@ def _num(fields: dict, name: str) -> float:
 
 def open_pool(project, dim: int, model: str | None = None, client=None) -> PoolStore:
     """Create or attach ``project``'s pool index, on ``client`` if given (else a new connection)."""
-    from vss_core.redis_server import connect
+    from vss_core.redis.server import connect
 
     pool = PoolStore(client or connect(project), layout_for(project).pool)
     pool.ensure_index(dim, model or project.model)

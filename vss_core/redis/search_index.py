@@ -1,4 +1,4 @@
-"""One RediSearch vector index described by an :class:`~vss_core.schema.IndexSchema`.
+"""One RediSearch vector index described by an :class:`~vss_core.redis.schema.IndexSchema`.
 
 :class:`SearchIndex` is what the exemplar store and the pool share: create or attach (checking
 dimension, metric and the recorded model), batched writes in one socket write, complete batch KNN,
@@ -15,9 +15,9 @@ import numpy as np
 import redis
 
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
-from vss_core.index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, glob_escape, guard,
+from vss_core.redis.index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, glob_escape, guard,
                            is_missing_index, read_layout, resp2, value_after)
-from vss_core.schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
+from vss_core.redis.schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
 
 DEFAULT_TIMEOUT_MS = 60_000
 DIST = "__dist"
@@ -81,7 +81,7 @@ class SearchIndex:
         ``IndexMismatch`` when its dimension or metric differs, or when it holds vectors of another
         model than ``model``: the one VSS recorded, or the one fastapi-vss's tools put in ``tag``
         (vectors of two models in one index are refused too, naming both)."""
-        from vss_core import migrations
+        from vss_core.redis import migrations
 
         layout = self._read_layout()
         if layout is None:

@@ -7,7 +7,7 @@ the counter has moved on.
 
 from __future__ import annotations
 
-from vss_core.schema import ProjectLayout
+from vss_core.redis.schema import ProjectLayout
 
 
 def bump(target, index_name: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import redis
 
 from vss_core.errors import IndexMismatch, RedisUnavailable, VSSError
-from vss_core.schema import LABEL, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
+from vss_core.redis.schema import LABEL, TAG, TAG_SEPARATOR, VECTOR, IndexSchema
 
 
 @dataclass(frozen=True)

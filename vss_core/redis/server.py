@@ -51,7 +51,7 @@ from redis.retry import Retry
 
 from vss_core.config.projects import embedded_socket_path
 from vss_core.errors import RedisUnavailable, VSSError
-from vss_core.redis_process import binaries, is_redis_process, peer, private_dir, wait_gone
+from vss_core.redis.process import binaries, is_redis_process, peer, private_dir, wait_gone
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ A project's Redis holds two vector indexes built from :class:`IndexSchema` value
 - the **exemplars** (fastapi-vss's layout, as MBARI's ``mbari-aidata`` writes it): FT index ``index`` over
   HASH keys ``doc:<label>:<id>`` with ``vector`` (FLOAT32, COSINE) and ``tag`` (TAG, **the model name**).
   The label is the key's middle part, as fastapi-vss reads it.  VSS adds ``label`` (TAG: the same label,
-  so that labels can be filtered and counted; see :mod:`vss_core.migrations` for databases without it)
+  so that labels can be filtered and counted; see :mod:`vss_core.redis.migrations` for databases without it)
   and the stored fields ``source``, ``added_by``, ``added_at``, ``model`` and ``pool_id`` (a promoted pool image);
 - the **pool** of images to label: FT index ``<index>_pool`` over HASH keys ``<index>_pool:<id>``,
   never read by fastapi-vss, with the suggestion, its scores and the current decision.

@@ -1,5 +1,5 @@
 """The redis-server process on this machine: its binaries, a private folder for it, who is at the other
-end of its socket, and whether a process is (still) that server.  Used by :mod:`vss_core.redis_server`."""
+end of its socket, and whether a process is (still) that server.  Used by :mod:`vss_core.redis.server`."""
 
 from __future__ import annotations
 
