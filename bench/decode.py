@@ -36,7 +36,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def decoders(processor):
     from vss_core.files import images
-    from vss_core.preprocess import make_preprocessor
+    from vss_core.embed.preprocess import make_preprocessor
 
     torch_path, pil_path = make_preprocessor(processor, torch_resize=True), make_preprocessor(processor, torch_resize=False)
     reference = make_preprocessor(processor, fast=False)
@@ -52,7 +52,7 @@ def decoders(processor):
 
 
 def bench_decoders(paths, processor, repeat):
-    from vss_core.decode_pool import one_torch_thread
+    from vss_core.embed.decode_pool import one_torch_thread
 
     one_torch_thread()  # as in a decode worker
     methods, reference = decoders(processor)
@@ -89,8 +89,8 @@ def process_rate(decoder, paths, batch: int, prefetch: int = 2) -> None:
 
 
 def bench_scaling(paths, processor, workers: list[int], repeat: int, batch: int):
-    from vss_core.decode_pool import ProcessDecoder, one_torch_thread
-    from vss_core.preprocess import make_preprocessor
+    from vss_core.embed.decode_pool import ProcessDecoder, one_torch_thread
+    from vss_core.embed.preprocess import make_preprocessor
 
     fast = make_preprocessor(processor, torch_resize=True)
     methods = {}
@@ -118,7 +118,7 @@ def bench_scaling(paths, processor, workers: list[int], repeat: int, batch: int)
 
 
 def bench_pipeline(paths, model_dir, repeat: int, batch: int):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     embedders = {mode: Embedder(model_dir, device="cpu", batch_size=batch, decode=mode) for mode in ("threads", "processes")}
     for e in embedders.values():
@@ -137,7 +137,7 @@ def bench_pipeline(paths, model_dir, repeat: int, batch: int):
 BASELINE_CHILD = r"""
 import statistics, sys, time
 from pathlib import Path
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 model, *paths = sys.argv[1:]
 embedder = Embedder(model, device="cpu", batch_size=32)
 embedder.embed(paths[:32])

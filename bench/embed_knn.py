@@ -68,7 +68,7 @@ def profile_preprocess(paths: list[Path], top: int = 8) -> None:
     import cProfile
     import pstats
 
-    from vss_core.preprocess import make_preprocessor
+    from vss_core.embed.preprocess import make_preprocessor
 
     for fast in (True, False):
         path = make_preprocessor(common.vit_processor(224), fast)
@@ -82,7 +82,7 @@ def profile_preprocess(paths: list[Path], top: int = 8) -> None:
 
 
 def bench_model(kind: str, paths: list[Path], args, client, tmp: Path) -> tuple[list[dict], dict]:
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import Record, VectorStore
 

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from vss_core.embedder import Embedder, _default_workers  # noqa: E402
+from vss_core.embed.embedder import Embedder, _default_workers  # noqa: E402
 
 
 def photo(seed: int, size=(704, 528)) -> Image.Image:
@@ -105,8 +105,8 @@ def decode_rate(model_dir: Path, paths: list[Path], batch: int, workers: int) ->
     sys.path.insert(0, str(REPO / "bench"))
     from decode import process_rate
 
-    from vss_core.decode_pool import ProcessDecoder
-    from vss_core.embedder import Embedder
+    from vss_core.embed.decode_pool import ProcessDecoder
+    from vss_core.embed.embedder import Embedder
 
     spec = Embedder(model_dir, device="cpu", batch_size=batch).preprocessor.spec
     decoder = ProcessDecoder(spec, False, workers, batch, 4)

@@ -52,7 +52,7 @@ def setup(root: Path, n_images: int):
     os.environ.update(CONFIG_PATH=str(config), VSS_DATA_DIR=str(root / "data"), BATCH_SIZE="32")
     from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
 
     project = load_projects().get(PROJECT)

@@ -64,7 +64,7 @@ APP_CHILD = r"""
 import sys, threading, time
 from pathlib import Path
 from vss_core.config.projects import load_projects
-from vss_core.embedder import for_project
+from vss_core.embed.embedder import for_project
 from vss_core.search import search
 from vss_core.redis.exemplars import open_store
 config, name, *paths = sys.argv[1:]

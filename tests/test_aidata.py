@@ -15,7 +15,7 @@ from tests.fixtures_redis import make_project
 from tests.peers import aidata_wrapper, fastapi_vss_predictor
 from vss_core.redis import migrations
 from vss_core.decisions import open_decisions
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch
 from vss_core.labelsheet import to_csv
 from vss_core.loader import collect_folder, load_items

@@ -78,7 +78,7 @@ def test_health_and_projects_name_the_bad_config_the_server_started_with(tmp_pat
 # -- the service: one model load however many first requests race ------------------------------------------
 
 def test_concurrent_first_requests_load_the_model_once(served, monkeypatch):
-    from vss_core import embedder
+    from vss_core.embed import embedder
     from vss_core.redis.server import embedded_server
 
     service = served.service

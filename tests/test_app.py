@@ -84,7 +84,7 @@ def load_exemplars(setup, project_name: str, folder: Path | None = None):
     """Load exemplars through the real loader and store (as the CLI would)."""
     from vss_core import loader
     from vss_core.config.projects import load_projects
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.redis.exemplars import open_store
 
     project = load_projects(setup.config).projects[project_name]

@@ -16,7 +16,7 @@ from tests.test_app_review import PROJECT, clean_project, metric  # noqa: F401  
 def pool(app_env, clean_project, tmp_path):  # noqa: F811
     from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.predict import collect_images, predict_paths
 
     load_exemplars(app_env, PROJECT)

@@ -97,7 +97,7 @@ def test_knn_text_output_and_bad_image(run, loaded, image_folder, tmp_path):
 
 
 def test_embed_prints_vectors(run, tiny_vit_dir, image_folder):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     image = image_folder / "circles" / "circles_0.jpg"
     code, out, _ = run("embed", "plankton", image)
@@ -149,7 +149,7 @@ def test_module_entry_point_runs_as_a_process(cli_env):
 
 
 def test_fetch_model_saves_a_loadable_copy(run, tiny_vit_dir, tmp_path):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     code, out, _ = run("fetch-model", tiny_vit_dir, tmp_path / "copy")
     assert code == 0 and f"vss.model: {tmp_path / 'copy'}" in out

@@ -248,7 +248,7 @@ def test_relative_model_path_resolves_against_the_file(tmp_path):
 
 def test_a_missing_relative_model_names_the_absolute_path(tmp_path):
     from vss_core.config.projects import load_projects
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.errors import ModelLoadError
 
     (tmp_path / "cfg").mkdir()

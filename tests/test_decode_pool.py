@@ -1,4 +1,4 @@
-"""vss_core.decode_pool: decoding in worker processes, uint8 batches through shared memory."""
+"""vss_core.embed.decode_pool: decoding in worker processes, uint8 batches through shared memory."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tests.fixtures_models import encode, label_image, natural_image, vit_processor
-from vss_core.decode_pool import ProcessDecoder
-from vss_core.embedder import Embedder
+from vss_core.embed.decode_pool import ProcessDecoder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import ConfigError
-from vss_core.preprocess import make_preprocessor
+from vss_core.embed.preprocess import make_preprocessor
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""vss_core.embedder and vss_core.preprocess with tiny random ViT / DINOv2 checkpoints."""
+"""vss_core.embed.embedder and vss_core.embed.preprocess with tiny random ViT / DINOv2 checkpoints."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from PIL import Image
 from tests.fixtures_models import dinov2_processor, encode, label_image, natural_image, vit_processor
 from tests.test_images import bad_files, with_orientation
 from vss_core.files import images
-from vss_core.embedder import EmbedResult, Embedder
+from vss_core.embed.embedder import EmbedResult, Embedder
 from vss_core.errors import ConfigError, ImageError, ModelLoadError
-from vss_core.preprocess import FastPath, ProcessorPath, make_preprocessor, unsupported_reason
+from vss_core.embed.preprocess import FastPath, ProcessorPath, make_preprocessor, unsupported_reason
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
@@ -295,7 +295,7 @@ def test_nearest_neighbours_share_the_label(name, request, folder_files):
 
 
 def test_import_is_cheap():
-    code = "import sys, vss_core.embedder; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, vss_core.embed.embedder; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -327,7 +327,7 @@ def test_unreachable_hub_fails_at_once_without_retries(monkeypatch):
 _THREADS_PROBE = """
 import json, sys, threading
 from pathlib import Path
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 embedder = Embedder(sys.argv[1], device="cpu", batch_size=4, workers=2)
 result = embedder.embed(sorted(p for p in Path(sys.argv[2]).rglob("*") if p.is_file()))
 import torch
@@ -352,7 +352,7 @@ def test_decode_threads_leave_the_models_torch_threads_alone(tiny_vit_dir, image
 
 
 def test_a_decode_thread_runs_torch_on_one_thread():
-    code = ("import threading, torch\nfrom vss_core.decode_pool import one_torch_thread\nseen = []\n"
+    code = ("import threading, torch\nfrom vss_core.embed.decode_pool import one_torch_thread\nseen = []\n"
             "def decode():\n    one_torch_thread(); seen.append(torch.get_num_threads())\n"
             "t = threading.Thread(target=decode); t.start(); t.join()\nprint(seen[0], torch.get_num_threads())")
     default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
@@ -362,7 +362,7 @@ def test_a_decode_thread_runs_torch_on_one_thread():
 
 
 def test_plain_jpegs_take_the_dct_scaled_decoder_and_others_do_not():
-    from vss_core.preprocess import _simplejpeg
+    from vss_core.embed.preprocess import _simplejpeg
 
     plain = encode(natural_image(0, (643, 481)), quality=90)
     image, full_size, box = _simplejpeg(plain, (224, 224))

@@ -149,7 +149,7 @@ def promoted_app(app_env):
     from ui import resources
     from vss_core.config.projects import load_projects
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.predict import collect_images, predict_paths
     from vss_core.redis.server import connect
 

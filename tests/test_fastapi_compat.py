@@ -77,7 +77,7 @@ def test_unwritable_output_path_names_the_folder(tmp_path):
 
 
 def test_same_payload_as_fastapi_vss_on_the_same_index(vector_store, tiny_vit_dir, image_folder):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
     from vss_core.search import search
 

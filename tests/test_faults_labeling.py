@@ -28,7 +28,7 @@ def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     """A project on its own embedded server with exemplars, 20 predicted images, 3 decisions made."""
     from vss_core.config.projects import load_projects
     from vss_core.decisions import Change, open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
     from vss_core.predict import collect_images, predict_paths
     from vss_core.redis.server import embedded_server
@@ -145,7 +145,7 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
         sys.path.insert(0, {str(REPO)!r})
         from vss_core.config.projects import load_projects
         from vss_core.decisions import open_decisions
-        from vss_core.embedder import Embedder
+        from vss_core.embed.embedder import Embedder
         from vss_core.jobs import JobRegistry
         from vss_core.predict import predict_job
         from vss_core.redis.server import connect
@@ -216,7 +216,7 @@ def small_disk(tmp_path):
 def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tiny_vit_dir, image_folder, tmp_path):
     from tests.fixtures_redis import make_project
     from vss_core.decisions import Change, open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.errors import VSSError
     from vss_core.loader import collect_folder, load_items
     from vss_core.predict import collect_images, predict_paths

@@ -20,7 +20,7 @@ from vss_core.redis.exemplars import Record
 
 @pytest.fixture(scope="module")
 def embedder(tiny_vit_dir):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     return Embedder(str(tiny_vit_dir), device="cpu", batch_size=4)
 

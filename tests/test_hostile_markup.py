@@ -51,7 +51,7 @@ def hostile(app_env, tmp_path, monkeypatch):
     from ui import resources
     from vss_core.config.projects import load_projects
     from vss_core.decisions import Change, open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.loader import collect_csv, load_items
     from vss_core.mining_jobs import score_mislabel
     from vss_core.predict import predict_paths

@@ -56,7 +56,7 @@ class SwappingEmbedder:
 
 @pytest.fixture(scope="module")
 def embedder(tiny_vit_dir):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     return Embedder(str(tiny_vit_dir), device="cpu", batch_size=4)
 
@@ -99,7 +99,7 @@ def test_symlinks_inside_the_roots_still_work_and_the_binding_survives_pickling(
 
 
 def test_decode_processes_check_again_when_they_open(world, tiny_vit_dir):
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
 
     good = checked_path(world.images / "squares" / "squares_1.jpg", [world.root])
     victim = checked_path(world.images / "squares" / "squares_2.jpg", [world.root])

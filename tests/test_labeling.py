@@ -14,7 +14,7 @@ from tests.fixtures_models import LABELS, label_image
 from tests.fixtures_redis import make_project
 from tests.test_store import retired, review_of
 from vss_core.decisions import Change, open_decisions
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch, InputError
 from vss_core.labelsheet import to_csv, to_fastapi_json, write_csv
 from vss_core.loader import collect_folder, load_items

@@ -4,7 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import InputError
 from vss_core.loader import Item, collect_csv, collect_folder, collect_zip, content_id, load_items
 from vss_core.search import search

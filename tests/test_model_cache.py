@@ -1,4 +1,4 @@
-"""vss_core.model_cache: a compiled copy of the model, so that a cold process starts without transformers."""
+"""vss_core.embed.model_cache: a compiled copy of the model, so that a cold process starts without transformers."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from tests.fixtures_models import encode, natural_image
-from vss_core import model_cache
-from vss_core.embedder import Embedder, for_project
+from vss_core.embed import model_cache
+from vss_core.embed.embedder import Embedder, for_project
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import json, sys
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 model, cache, *paths = sys.argv[1:]
 embedder = Embedder(model, device="cpu", batch_size=4, cache_dir=cache)
 result = embedder.embed(paths)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vss_core.files import images
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import ImageError, InputError
 from vss_core.loader import collect_csv, collect_folder, load_items
 from vss_core.files.paths import path_text, read_regular_file, text_path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vss_core.files import archive
-from vss_core.embedder import Embedder
+from vss_core.embed.embedder import Embedder
 from vss_core.errors import InputError
 from vss_core.jobs import DONE, FAILED, JobRegistry
 from vss_core.loader import collect_zip, load_job

@@ -166,7 +166,7 @@ def test_cancel_from_another_process_stops_both_workers(world, images):
 def test_predict_and_mine_run_on_a_worker(world, images, tiny_vit_dir):
     from vss_core import runner
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import Embedder
+    from vss_core.embed.embedder import Embedder
     from vss_core.loader import collect_folder, load_items
 
     project, client, registry, start_workers = world

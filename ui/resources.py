@@ -60,8 +60,8 @@ def reload_projects() -> None:
 @st.cache_resource(show_spinner="Loading the embedding model…", max_entries=4)
 def embedder(model: str, device: str, batch_size: int):
     """One Embedder per (model, device, batch size), shared by all sessions."""
-    from vss_core import model_cache
-    from vss_core.embedder import Embedder
+    from vss_core.embed import model_cache
+    from vss_core.embed.embedder import Embedder
 
     return Embedder(model, device=device, batch_size=batch_size, cache_dir=model_cache.default_dir())
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vss_core.embedder import EmbedResult
+from vss_core.embed.embedder import EmbedResult
 from vss_core.errors import ImageError
 from vss_core.search import SearchResults, assemble
 

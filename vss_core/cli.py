@@ -162,7 +162,7 @@ def cmd_knn(args) -> int:
 
 def cmd_predict(args) -> int:
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import for_project
+    from vss_core.embed.embedder import for_project
     from vss_core.labelsheet import save_csv
     from vss_core.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
     from vss_core.redis.exemplars import connect_store
@@ -205,7 +205,7 @@ def _run_name() -> str:
 
 
 def cmd_embed(args) -> int:
-    from vss_core.embedder import for_project
+    from vss_core.embed.embedder import for_project
     from vss_core.fastapi_compat import embed_result
 
     project = _project(args)
@@ -268,7 +268,7 @@ def cmd_adopt(args) -> int:
 
 
 def cmd_fetch_model(args) -> int:
-    from vss_core.embedder import save_model
+    from vss_core.embed.embedder import save_model
 
     path = save_model(args.model_id, args.folder)
     print(f"saved {args.model_id} to {path}; set `vss.model: {path}` in the project config")
@@ -298,7 +298,7 @@ def _names_project(error, name: str) -> bool:
 
 
 def _open(project: ProjectConfig):
-    from vss_core.embedder import for_project
+    from vss_core.embed.embedder import for_project
     from vss_core.redis.exemplars import open_store
 
     embedder = for_project(project)

@@ -48,7 +48,7 @@ _CONTEXT_LOCK = threading.Lock()
 
 def _open_context(project, device: str | None = None) -> _Context:
     from vss_core.decisions import open_decisions
-    from vss_core.embedder import for_project
+    from vss_core.embed.embedder import for_project
 
     embedder = for_project(project, device)
     decisions = open_decisions(project, embedder.dim, client=connect(project))

@@ -115,7 +115,7 @@ class Service:
         return self._once(self._engines, "engine", name, lambda: self._open(name))
 
     def _open(self, name: str) -> _Engine:
-        from vss_core import embedder as embedders
+        from vss_core.embed import embedder as embedders
         from vss_core.redis.exemplars import open_store
 
         project = self.projects[name]

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from vss_core.files.paths import atomic_write
-from vss_core.preprocess import FastSpec
+from vss_core.embed.preprocess import FastSpec
 
 FORMAT = 1
 FOLDER = ".model-cache"

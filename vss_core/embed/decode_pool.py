@@ -149,7 +149,7 @@ class ProcessDecoder:
         self._closer()
 
     def _here(self, slot: int, pos: int, source, index: int) -> tuple | None:
-        from vss_core.preprocess import FastPath
+        from vss_core.embed.preprocess import FastPath
 
         name = images.source_name(source) if not isinstance(source, Image.Image) else f"<image {index}>"
         path = FastPath(*self._args[:2])
@@ -280,7 +280,7 @@ def _views(shm, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
 def _work(spec, torch_resize: bool, shm_name: str, shape: tuple, tasks, results) -> None:
     """A decode process: take chunks of (slot, pos, source) until None, write pixels and progress,
     then report the chunk's outcomes in one message."""
-    from vss_core.preprocess import FastPath
+    from vss_core.embed.preprocess import FastPath
 
     shm = shared_memory.SharedMemory(name=shm_name)  # the parent owns (and unlinks) it; same resource tracker
     pixels, progress = _views(shm, shape)

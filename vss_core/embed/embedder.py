@@ -23,10 +23,10 @@ from PIL import Image
 
 from vss_core.config import projects as config
 from vss_core.files import images
-from vss_core import model_cache
-from vss_core.decode_pool import ProcessDecoder, one_torch_thread
+from vss_core.embed import model_cache
+from vss_core.embed.decode_pool import ProcessDecoder, one_torch_thread
 from vss_core.errors import ConfigError, ImageError, ModelLoadError
-from vss_core.preprocess import FastPath, make_preprocessor
+from vss_core.embed.preprocess import FastPath, make_preprocessor
 
 # torch's OpenMP threads otherwise spin-wait for work while the decode threads and Redis
 # need the cores (about 30% of the tiny-model pipeline on 2 cores); set before torch loads.
@@ -63,7 +63,7 @@ class Embedder:
     decode and preprocess up to ``prefetch`` batches ahead of inference.  ``decode`` is "threads",
     "processes" (uint8 batches through shared memory; fast path with a fixed input size only) or
     "auto": processes on CUDA or with 8+ cores, else threads.  ``cache_dir`` keeps a compiled copy of
-    a CPU model there (:mod:`vss_core.model_cache`), so that the next process starts without transformers.
+    a CPU model there (:mod:`vss_core.embed.model_cache`), so that the next process starts without transformers.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", batch_size: int | None = None,
