@@ -40,7 +40,7 @@ def setup(root: Path, exemplars_per_label: int) -> None:
     os.environ.update(CONFIG_PATH=str(config), VSS_DATA_DIR=str(root / "data"), BATCH_SIZE="32")
     from vss_core.config.projects import load_projects
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
+    from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.redis.exemplars import open_store
 
     project = load_projects().get("bench")

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--algorithm", default="HNSW", choices=["FLAT", "HNSW"])
     args = parser.parse_args()
     from vss_core import mining_jobs
-    from vss_core.decisions import Decisions
+    from vss_core.labeling.decisions import Decisions
     from vss_core.redis.pool import PoolStore
     from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import VectorStore

@@ -51,9 +51,9 @@ def setup(root: Path, n_images: int):
                                        f"  threshold: 0.8\n  data_roots: [{root / 'images'}]\n")
     os.environ.update(CONFIG_PATH=str(config), VSS_DATA_DIR=str(root / "data"), BATCH_SIZE="32")
     from vss_core.config.projects import load_projects
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
+    from vss_core.labeling.loader import collect_folder, load_items
 
     project = load_projects().get(PROJECT)
     embedder = Embedder(project.model, device="cpu")
@@ -72,7 +72,7 @@ def clear_pool(d) -> None:
 
 def first_item(project, embedder, d, queries) -> dict:
     from vss_core.jobs import JobRegistry
-    from vss_core.predict import predict_job, threshold_of
+    from vss_core.labeling.predict import predict_job, threshold_of
 
     clear_pool(d)
     registry = JobRegistry()
@@ -114,7 +114,7 @@ def fill_pool(d, n: int, sources: list[Path]) -> None:
     import numpy as np
 
     from vss_core.redis.pool import Prediction
-    from vss_core.suggestions import suggestion_fields
+    from vss_core.labeling.suggestions import suggestion_fields
     from vss_core.redis.search_index import Neighbor
 
     clear_pool(d)

@@ -15,7 +15,7 @@ Each method runs as its own process, interleaved, --repeat times, on the same JP
                   redis-py's module indexDefinition is aliased to its current name index_definition),
                   builds it on the same model folder and Redis, and calls predict(files, top_n=5)
   vss app path    a process that builds the Embedder and store once (the app caches them), then calls
-                  vss_core.search.search on the files' bytes (uploads) from a fresh thread, as each
+                  vss_core.labeling.search.search on the files' bytes (uploads) from a fresh thread, as each
                   Streamlit run does; the time of that call (the 2nd of 2: warm)
   fastapi-vss warm  ViTWrapper.predict's second call in one process (the same warm state)
 Targets (whole process): ViT-Base >= 0.95x fastapi-vss, tiny >= 2.5x.  CPU seconds (user + system, of the
@@ -65,7 +65,7 @@ import sys, threading, time
 from pathlib import Path
 from vss_core.config.projects import load_projects
 from vss_core.embed.embedder import for_project
-from vss_core.search import search
+from vss_core.labeling.search import search
 from vss_core.redis.exemplars import open_store
 config, name, *paths = sys.argv[1:]
 project = load_projects(config).projects[name]

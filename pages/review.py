@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import jobview, predicting, resources, review, review_actions, sidebar, state
-from vss_core.predict import threshold_of
+from vss_core.labeling.predict import threshold_of
 
 sidebar.frame()
 ctx = state.open_project()

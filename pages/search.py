@@ -9,7 +9,7 @@ from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
 from vss_core.fastapi_compat import write_result
-from vss_core.search import search
+from vss_core.labeling.search import search
 
 RESULT_ID = "search_result_id"
 REST_KINDS = ("knn", "embed")

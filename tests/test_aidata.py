@@ -14,15 +14,15 @@ import pytest
 from tests.fixtures_redis import make_project
 from tests.peers import aidata_wrapper, fastapi_vss_predictor
 from vss_core.redis import migrations
-from vss_core.decisions import open_decisions
+from vss_core.labeling.decisions import open_decisions
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch
-from vss_core.labelsheet import to_csv
-from vss_core.loader import collect_folder, load_items
+from vss_core.labeling.labelsheet import to_csv
+from vss_core.labeling.loader import collect_folder, load_items
 from vss_core.mining_jobs import MISLABEL, exemplar_batches, ranked, score_mislabel
-from vss_core.predict import collect_images, predict_paths
+from vss_core.labeling.predict import collect_images, predict_paths
 from vss_core.redis.schema import LAYOUT_VERSION
-from vss_core.search import search
+from vss_core.labeling.search import search
 from vss_core.redis.exemplars import VectorStore, open_store
 
 

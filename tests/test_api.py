@@ -76,7 +76,7 @@ def environment(env: dict):
 def api_setup(tmp_path_factory, tiny_vit_dir, image_folder):
     from vss_core.config.projects import load_projects
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
+    from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.redis.server import embedded_server
     from vss_core.redis.exemplars import open_store
 

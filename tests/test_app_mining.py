@@ -15,9 +15,9 @@ from tests.test_app_review import PROJECT, clean_project, metric  # noqa: F401  
 @pytest.fixture
 def pool(app_env, clean_project, tmp_path):  # noqa: F811
     from vss_core.config.projects import load_projects
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
-    from vss_core.predict import collect_images, predict_paths
+    from vss_core.labeling.predict import collect_images, predict_paths
 
     load_exemplars(app_env, PROJECT)
     folder = tmp_path / "pool"
@@ -69,7 +69,7 @@ def test_anomalies_mark_and_export(app_env, pool):
     assert set(shown["file"].iloc[:2]) == {"zz_odd_0.png", "zz_odd_1.png"}
     assert "Marked anomalies" in texts(at)
     assert at.button(key="mark_anomaly").disabled  # nothing selected yet
-    from vss_core.decisions import Change
+    from vss_core.labeling.decisions import Change
     from vss_core.redis.pool import PoolFilter
 
     odd = [i for i in pool.pool.page(limit=100)[1] if i.name.startswith("zz_odd")]

@@ -98,7 +98,7 @@ def test_bulk_accept_above_threshold_is_one_click(app_env):
 
 
 def test_a_change_someone_else_made_since_is_refused(app_env, clean_project):
-    from vss_core.decisions import Change, open_decisions
+    from vss_core.labeling.decisions import Change, open_decisions
 
     at = predicted_page(app_env)
     shown = grid(at)["file"].iloc[0]
@@ -119,8 +119,8 @@ def test_no_annotator_no_decisions(app_env):
 
 
 def test_label_sheet_download_matches_the_pool(app_env, clean_project):
-    from vss_core import labelsheet
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling import labelsheet
+    from vss_core.labeling.decisions import open_decisions
 
     at = predicted_page(app_env)
     at.button(key="k_accept").click().run()
@@ -131,8 +131,8 @@ def test_label_sheet_download_matches_the_pool(app_env, clean_project):
 
 
 def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_project):
-    from vss_core.decisions import open_decisions
-    from vss_core.exemplar_review import ExemplarReview
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.labeling.exemplar_review import ExemplarReview
     from vss_core.redis.pool import PoolFilter
 
     at = predicted_page(app_env)
@@ -153,8 +153,8 @@ def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_p
 
 
 def test_stale_suggestions_are_marked_and_refreshed_by_a_resuggest_job(app_env, clean_project):
-    from vss_core.decisions import open_decisions
-    from vss_core.exemplar_review import ExemplarReview
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.labeling.exemplar_review import ExemplarReview
 
     at = predicted_page(app_env)
     assert "stale" not in texts(at)
@@ -174,8 +174,8 @@ def test_stale_suggestions_are_marked_and_refreshed_by_a_resuggest_job(app_env, 
 
 def test_the_exemplar_audit_page_says_when_its_ranking_is_stale(app_env, clean_project):
     from vss_core import mining_jobs
-    from vss_core.decisions import open_decisions
-    from vss_core.exemplar_review import ExemplarReview
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.labeling.exemplar_review import ExemplarReview
 
     load_exemplars(app_env, PROJECT)
     d = open_decisions(clean_project, 32)

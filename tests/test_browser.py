@@ -299,10 +299,10 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     from playwright.sync_api import expect
 
     from vss_core.config.projects import load_projects
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
-    from vss_core.predict import collect_images, predict_paths
+    from vss_core.labeling.loader import collect_folder, load_items
+    from vss_core.labeling.predict import collect_images, predict_paths
 
     url, _, data, _ = server
     monkeypatch.setenv("VSS_DATA_DIR", str(data))
@@ -361,7 +361,7 @@ def test_four_sessions_search_at_once_without_errors_or_mixing(chromium_path, se
     from tests.browser_soak import query_sets, soak
     from vss_core.config.projects import load_projects
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
+    from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.redis.exemplars import open_store
 
     url, _, data, pid = server

@@ -78,8 +78,8 @@ def test_unwritable_output_path_names_the_folder(tmp_path):
 
 def test_same_payload_as_fastapi_vss_on_the_same_index(vector_store, tiny_vit_dir, image_folder):
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
-    from vss_core.search import search
+    from vss_core.labeling.loader import collect_folder, load_items
+    from vss_core.labeling.search import search
 
     embedder = Embedder(str(tiny_vit_dir), device="cpu", fast=False)
     vector_store.ensure_index(embedder.dim)

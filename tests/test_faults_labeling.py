@@ -27,10 +27,10 @@ N_IMAGES = 1500
 def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     """A project on its own embedded server with exemplars, 20 predicted images, 3 decisions made."""
     from vss_core.config.projects import load_projects
-    from vss_core.decisions import Change, open_decisions
+    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
-    from vss_core.loader import collect_folder, load_items
-    from vss_core.predict import collect_images, predict_paths
+    from vss_core.labeling.loader import collect_folder, load_items
+    from vss_core.labeling.predict import collect_images, predict_paths
     from vss_core.redis.server import embedded_server
 
     images = tmp_path / "images"
@@ -78,7 +78,7 @@ def _decisions_intact(d, ids) -> None:
 
 
 def test_redis_killed_mid_prediction_then_resumed(world):
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
 
     project, embedder, d, images, env, decided = world
     proc = subprocess.Popen([sys.executable, "-m", "vss_core", "predict", "f", str(images)], cwd=REPO, env=env,
@@ -97,8 +97,8 @@ def test_redis_killed_mid_prediction_then_resumed(world):
 
 def test_redis_killed_mid_mining_then_rerun(world):
     from vss_core import mining_jobs
-    from vss_core.decisions import open_decisions
-    from vss_core.predict import collect_images, predict_paths
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.labeling.predict import collect_images, predict_paths
 
     project, embedder, d, images, env, decided = world
     predict_paths(collect_images(images), embedder, d.exemplars, d.pool)
@@ -106,7 +106,7 @@ def test_redis_killed_mid_mining_then_rerun(world):
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
         from vss_core.config.projects import load_projects
-        from vss_core.decisions import open_decisions
+        from vss_core.labeling.decisions import open_decisions
         from vss_core import mining_jobs
         from vss_core.redis import search_index
         mining_jobs.CHUNK = 5
@@ -134,9 +134,9 @@ def test_redis_killed_mid_mining_then_rerun(world):
 
 def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
     from vss_core import jobboard
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.jobs import JobRegistry
-    from vss_core.predict import predict_job, threshold_of
+    from vss_core.labeling.predict import predict_job, threshold_of
     from vss_core.redis.server import connect
 
     project, embedder, d, images, env, decided = world
@@ -144,10 +144,10 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         from vss_core.config.projects import load_projects
-        from vss_core.decisions import open_decisions
+        from vss_core.labeling.decisions import open_decisions
         from vss_core.embed.embedder import Embedder
         from vss_core.jobs import JobRegistry
-        from vss_core.predict import predict_job
+        from vss_core.labeling.predict import predict_job
         from vss_core.redis.server import connect
         project = load_projects().get("f")
         embedder = Embedder(project.model, device="cpu", batch_size=1)
@@ -215,11 +215,11 @@ def small_disk(tmp_path):
 
 def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tiny_vit_dir, image_folder, tmp_path):
     from tests.fixtures_redis import make_project
-    from vss_core.decisions import Change, open_decisions
+    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
     from vss_core.errors import VSSError
-    from vss_core.loader import collect_folder, load_items
-    from vss_core.predict import collect_images, predict_paths
+    from vss_core.labeling.loader import collect_folder, load_items
+    from vss_core.labeling.predict import collect_images, predict_paths
     from vss_core.redis.server import embedded_server
 
     images = tmp_path / "queries"

@@ -7,7 +7,7 @@ import json
 
 from vss_core.jobboard import job_key
 from vss_core.jobs import ERROR_SAMPLE, JobRegistry
-from vss_core.loader import load_job
+from vss_core.labeling.loader import load_job
 
 N = 100_000
 

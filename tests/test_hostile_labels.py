@@ -1,4 +1,4 @@
-"""Labels from a CSV, a folder name or typed in: one check (``vss_core.labels.validate_label``) refuses what
+"""Labels from a CSV, a folder name or typed in: one check (``vss_core.labeling.labels.validate_label``) refuses what
 cannot be listed, filtered and deleted again; exports neutralise cells a spreadsheet would run."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from tests.fixtures_models import label_image
 from tests.test_store import retired, review_of
 from vss_core.errors import InputError
-from vss_core.labels import MAX_LABEL_CHARS, csv_cell, validate_label
-from vss_core.loader import collect_csv, collect_folder, load_items
+from vss_core.labeling.labels import MAX_LABEL_CHARS, csv_cell, validate_label
+from vss_core.labeling.loader import collect_csv, collect_folder, load_items
 from vss_core.redis.schema import TAG_SEPARATOR
 from vss_core.redis.exemplars import Record
 
@@ -91,9 +91,9 @@ def test_csv_cell_neutralises_formulas_and_keeps_numbers():
 
 
 def test_the_label_sheet_neutralises_formula_cells(redis_project, redis_client, embedder, image_folder, tmp_path):
-    from vss_core.decisions import Change, open_decisions
-    from vss_core.labelsheet import to_csv
-    from vss_core.predict import predict_paths
+    from vss_core.labeling.decisions import Change, open_decisions
+    from vss_core.labeling.labelsheet import to_csv
+    from vss_core.labeling.predict import predict_paths
 
     d = open_decisions(redis_project, embedder.dim, embedder.model_name)
     load_items(collect_folder(image_folder), embedder, d.exemplars)

@@ -152,7 +152,7 @@ def test_search_page_neither_reads_shows_nor_writes_a_file_outside_the_roots(app
 # -- load and predict: a file swapped while the job runs --------------------------------------------------
 
 def test_load_does_not_embed_a_file_swapped_for_a_symlink_while_it_runs(world, embedder, vector_store):
-    from vss_core.loader import load_job
+    from vss_core.labeling.loader import load_job
 
     vector_store.ensure_index(embedder.dim)
     victim = world.images / "squares" / "squares_1.jpg"
@@ -166,9 +166,9 @@ def test_load_does_not_embed_a_file_swapped_for_a_symlink_while_it_runs(world, e
 
 def test_predict_does_not_embed_a_file_swapped_for_a_symlink_while_it_runs(world, embedder, redis_project,
                                                                            redis_client):
-    from vss_core.decisions import open_decisions
-    from vss_core.loader import collect_folder, load_items
-    from vss_core.predict import predict_job
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.labeling.loader import collect_folder, load_items
+    from vss_core.labeling.predict import predict_job
 
     d = open_decisions(redis_project, embedder.dim, embedder.model_name)
     load_items(collect_folder(world.images), embedder, d.exemplars)
@@ -217,7 +217,7 @@ def test_a_thumbnail_is_made_only_of_a_file_under_the_roots(world):
 
 def test_a_zip_upload_that_is_a_symlink_to_another_zip_is_not_extracted(world, tmp_path):
     from vss_core.files.archive import extract_zip
-    from vss_core.loader import collected
+    from vss_core.labeling.loader import collected
 
     elsewhere = world.outside / "private.zip"
     with zipfile.ZipFile(elsewhere, "w") as z:
@@ -252,7 +252,7 @@ def test_in_the_app_thumbnails_are_checked_against_the_project_s_data_roots_and_
 def test_an_rq_chunk_binds_its_paths_to_the_roots_the_app_checked(world, embedder, vector_store):
     """Queued RQ chunks carry plain strings: the worker binds each path again, so a file swapped for a
     symlink after the app planned the chunk is refused when the worker opens it."""
-    from vss_core.loader import collected, load_items
+    from vss_core.labeling.loader import collected, load_items
     from vss_core.rq_jobs import roots_of
     from vss_core.rq_worker import bound_path
 
@@ -262,7 +262,7 @@ def test_an_rq_chunk_binds_its_paths_to_the_roots_the_app_checked(world, embedde
     victim = world.images / "squares" / "squares_1.jpg"
     victim.unlink()
     victim.symlink_to(world.outside / "secret.jpg")
-    from vss_core.loader import Item
+    from vss_core.labeling.loader import Item
 
     chunk = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
     report = load_items(chunk, embedder, vector_store)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import redis
 
-from vss_core.decisions import Change, Decisions, open_decisions
-from vss_core.exemplar_review import ExemplarReview
+from vss_core.labeling.decisions import Change, Decisions, open_decisions
+from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.pool import Prediction
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
-from vss_core.suggestions import suggestion_fields
+from vss_core.labeling.suggestions import suggestion_fields
 from vss_core.redis.exemplars import Record
 
 DIM = 8

@@ -13,13 +13,13 @@ import pytest
 from tests.fixtures_models import LABELS, label_image
 from tests.fixtures_redis import make_project
 from tests.test_store import retired, review_of
-from vss_core.decisions import Change, open_decisions
+from vss_core.labeling.decisions import Change, open_decisions
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch, InputError
-from vss_core.labelsheet import to_csv, to_fastapi_json, write_csv
-from vss_core.loader import collect_folder, load_items
+from vss_core.labeling.labelsheet import to_csv, to_fastapi_json, write_csv
+from vss_core.labeling.loader import collect_folder, load_items
 from vss_core.redis.pool import PoolFilter
-from vss_core.predict import collect_images, precheck, predict_paths
+from vss_core.labeling.predict import collect_images, precheck, predict_paths
 from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, VECTOR
 from vss_core.redis.exemplars import Record
 
@@ -308,7 +308,7 @@ def test_flags_are_decisions_too(decisions, embedder, queries):
 
 
 def test_exemplar_keep_relabel_retire_and_undo(decisions):
-    from vss_core.exemplar_review import ExemplarReview
+    from vss_core.labeling.exemplar_review import ExemplarReview
 
     review = ExemplarReview(decisions)
     store = decisions.exemplars

@@ -6,8 +6,8 @@ import pytest
 
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import InputError
-from vss_core.loader import Item, collect_csv, collect_folder, collect_zip, content_id, load_items
-from vss_core.search import search
+from vss_core.labeling.loader import Item, collect_csv, collect_folder, collect_zip, content_id, load_items
+from vss_core.labeling.search import search
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_content_id_is_stable():
 
 def test_load_job_in_registry_refuses_files_outside_roots(tmp_path, store, embedder, image_folder):
     from vss_core.jobs import DONE, JobRegistry
-    from vss_core.loader import load_job
+    from vss_core.labeling.loader import load_job
 
     root = tmp_path / "root"
     shutil.copytree(image_folder, root / "exemplars")

@@ -18,9 +18,9 @@ import pytest
 from vss_core.files import images
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import ImageError, InputError
-from vss_core.loader import collect_csv, collect_folder, load_items
+from vss_core.labeling.loader import collect_csv, collect_folder, load_items
 from vss_core.files.paths import path_text, read_regular_file, text_path
-from vss_core.search import search
+from vss_core.labeling.search import search
 
 from .pngs import write_png
 
@@ -210,7 +210,7 @@ def test_image_that_needs_too_much_memory_is_refused_before_allocating(tmp_path)
 
 
 def test_csv_over_its_size_cap_is_refused_before_reading(tmp_path):
-    from vss_core.loader import MAX_CSV_BYTES
+    from vss_core.labeling.loader import MAX_CSV_BYTES
 
     with open(tmp_path / "huge.csv", "wb") as f:
         f.truncate(MAX_CSV_BYTES + 1)

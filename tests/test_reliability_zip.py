@@ -13,7 +13,7 @@ from vss_core.files import archive
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import InputError
 from vss_core.jobs import DONE, FAILED, JobRegistry
-from vss_core.loader import collect_zip, load_job
+from vss_core.labeling.loader import collect_zip, load_job
 
 
 @pytest.fixture(scope="module")

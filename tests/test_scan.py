@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vss_core.decisions import Decisions
+from vss_core.labeling.decisions import Decisions
 from vss_core.errors import SearchIncomplete
 from vss_core.redis.index_layout import value_after
 from vss_core.mining_jobs import exemplar_batches
@@ -180,7 +180,7 @@ def test_a_filtered_scan_while_annotators_decide_does_not_cry_incomplete(small):
 
 
 def test_the_label_sheet_lists_every_image_past_100000_by_name(big_pool):
-    from vss_core.labelsheet import items
+    from vss_core.labeling.labelsheet import items
 
     names = [item.name for item in items(big_pool, PoolFilter(statuses=(ACCEPTED,)))]
     assert len(names) == N // ACCEPTED_EVERY + 1 and names == sorted(names, key=str.casefold)

@@ -2,7 +2,7 @@ import csv
 import io
 from collections import namedtuple
 
-from vss_core.search import QueryResult, SearchResults, vote
+from vss_core.labeling.search import QueryResult, SearchResults, vote
 
 N = namedtuple("N", "key label id score source")
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import redis
 
-from vss_core.decisions import Decisions
+from vss_core.labeling.decisions import Decisions
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
-from vss_core.exemplar_review import ExemplarReview
+from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.redis.pool import PoolStore
 from vss_core.redis.schema import project_layout
 from vss_core.redis.exemplars import Record, VectorStore, connect_store, open_store

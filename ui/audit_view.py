@@ -9,7 +9,7 @@ from ui.plain import md
 from ui.review import flash
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
-from vss_core.exemplar_review import ExemplarReview
+from vss_core.labeling.exemplar_review import ExemplarReview
 
 
 

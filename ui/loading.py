@@ -1,4 +1,4 @@
-"""Exemplar loads as background jobs: the start form; the job body is vss_core.loader.load_job."""
+"""Exemplar loads as background jobs: the start form; the job body is vss_core.labeling.loader.load_job."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import inputs, resources, state
 from ui.plain import md
-from vss_core import loader
+from vss_core.labeling import loader
 from vss_core import runner
 from vss_core.errors import VSSError
 

@@ -12,7 +12,7 @@ from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
 from vss_core import mining_jobs
 from vss_core import runner
-from vss_core.decisions import Change
+from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
 
 KIND = "mine"

@@ -1,4 +1,4 @@
-"""Prediction jobs: the start form; the job body is vss_core.predict.predict_job."""
+"""Prediction jobs: the start form; the job body is vss_core.labeling.predict.predict_job."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import inputs, resources, state
 from ui.plain import md
-from vss_core import predict
+from vss_core.labeling import predict
 from vss_core import runner
 from vss_core.errors import VSSError
 

@@ -9,7 +9,7 @@ from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core import mining
 from vss_core import mining_jobs
-from vss_core.decisions import Change
+from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.redis.pool import LEAST_CONFIDENT, PoolFilter
 from vss_core.redis.schema import ACCEPTED, DISMISSED, PREDICTED, RARE

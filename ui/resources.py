@@ -176,7 +176,7 @@ def results_cache() -> ResultsCache:
 @st.cache_resource(show_spinner="Opening the review pool…", max_entries=16,
                    on_release=lambda d: _disconnect(d.client, d.exemplars.client))
 def _decisions(key: tuple, dim: int, connection: str, _project: ProjectConfig):
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
 
     return open_decisions(_project, dim, client=client_for(_project))
 

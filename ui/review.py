@@ -1,5 +1,5 @@
 """The review grid: filters, a paged table of thumbnails with row selection, and the focused image
-with keyboard actions.  Decisions go through vss_core.decisions; the session keeps only a page
+with keyboard actions.  Decisions go through vss_core.labeling.decisions; the session keeps only a page
 number and a cursor."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import streamlit as st
 from ui import jobview, resources, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
-from vss_core.audit_log import describe
-from vss_core.decisions import Change
+from vss_core.labeling.audit import describe
+from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
 from vss_core.redis.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
-from vss_core.resuggest import KIND as RESUGGEST
-from vss_core.resuggest import resuggest_job
+from vss_core.labeling.resuggest import KIND as RESUGGEST
+from vss_core.labeling.resuggest import resuggest_job
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
 
 PAGE_SIZE = 100

@@ -20,7 +20,7 @@ import numpy as np
 
 from vss_core.embed.embedder import EmbedResult
 from vss_core.errors import ImageError
-from vss_core.search import SearchResults, assemble
+from vss_core.labeling.search import SearchResults, assemble
 
 __all__ = ["Batcher"]
 

@@ -129,7 +129,7 @@ def cmd_projects(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from vss_core.loader import collect_csv, collect_folder, load_items
+    from vss_core.labeling.loader import collect_csv, collect_folder, load_items
 
     project = _project(args)
     items = collect_csv(args.csv) if args.csv else collect_folder(args.folder)
@@ -140,7 +140,7 @@ def cmd_load(args) -> int:
 
 
 def cmd_knn(args) -> int:
-    from vss_core.search import search
+    from vss_core.labeling.search import search
 
     project = _project(args)
     embedder, store = _open(project)
@@ -161,10 +161,10 @@ def cmd_knn(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import for_project
-    from vss_core.labelsheet import save_csv
-    from vss_core.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
+    from vss_core.labeling.labelsheet import save_csv
+    from vss_core.labeling.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
     from vss_core.redis.exemplars import connect_store
 
     project = _project(args)

@@ -18,7 +18,7 @@ import numpy as np
 
 from vss_core import mining
 from vss_core.chunks import each_chunk
-from vss_core.decisions import Decisions
+from vss_core.labeling.decisions import Decisions
 from vss_core.errors import InputError
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.pool import PoolFilter

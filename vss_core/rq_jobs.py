@@ -62,7 +62,7 @@ def roots_of(path) -> list[str]:
 
 @contextlib.contextmanager
 def _plan_load(project, spec, parent):
-    from vss_core.loader import collected
+    from vss_core.labeling.loader import collected
 
     with collected(spec["source"], spec["path"], project.data_roots) as (items, refused):  # a zip's files
         rows = [(str(i.path), i.label, i.id, roots_of(i.path)) for i in items]               # live until the end
@@ -74,7 +74,7 @@ def _plan_load(project, spec, parent):
 
 @contextlib.contextmanager
 def _plan_predict(project, spec, parent):
-    from vss_core.predict import sources
+    from vss_core.labeling.predict import sources
 
     uploads = [Path(u) for u in spec.get("uploads") or ()]
     paths, names, refused = sources(spec["source"], spec.get("path"), project.data_roots, uploads,
@@ -205,12 +205,12 @@ class _Watch:
             self.progress.message(f"{scored:,} scored")
             return scored
         if self.kind == "load":
-            from vss_core.loader import LoadReport
+            from vss_core.labeling.loader import LoadReport
 
             report = LoadReport(loaded=sum(p.get("loaded", 0) for p in parts),
                                 skipped=sum(p.get("skipped", 0) for p in parts), failed=failed, cancelled=cancelled)
         else:
-            from vss_core.predict import PredictReport
+            from vss_core.labeling.predict import PredictReport
 
             report = PredictReport(predicted=sum(p.get("predicted", 0) for p in parts),
                                    skipped=sum(p.get("skipped", 0) for p in parts), failed=failed,

@@ -47,7 +47,7 @@ _CONTEXT_LOCK = threading.Lock()
 
 
 def _open_context(project, device: str | None = None) -> _Context:
-    from vss_core.decisions import open_decisions
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import for_project
 
     embedder = for_project(project, device)
@@ -129,7 +129,7 @@ def bound_path(path: str, roots: list) -> Path:
 
 def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by: str) -> dict:
     """Load ``rows`` of (path, label, id) into the project's exemplars (an RQ job)."""
-    from vss_core.loader import Item, load_items
+    from vss_core.labeling.loader import Item, load_items
 
     def run(ctx, progress):
         items = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
@@ -145,7 +145,7 @@ def predict_chunk(project_name: str, parent: str, index: int, paths: list, names
     """Predict ``paths`` into the project's review pool, as part of job ``parent`` (an RQ job).
 
     ``roots[i]`` are the folders ``paths[i]`` was checked against: the worker checks again when it opens it."""
-    from vss_core.predict import predict_paths
+    from vss_core.labeling.predict import predict_paths
 
     def run(ctx, progress):
         d = ctx.decisions

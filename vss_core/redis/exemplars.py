@@ -7,8 +7,8 @@ are filtered and counted by the index; where a document lacks it (fastapi-vss's,
 are read instead.  Labels are always compared exactly.
 
 The store adds exemplars; none leaves the index or changes label here: that is done only by the audited,
-undoable actions of :class:`~vss_core.exemplar_review.ExemplarReview` (retire, retire_label, relabel), which
-keep a promoted pool image's document in step (:class:`~vss_core.exemplar_owner.PoolExemplars`) and move the
+undoable actions of :class:`~vss_core.labeling.exemplar_review.ExemplarReview` (retire, retire_label, relabel), which
+keep a promoted pool image's document in step (:class:`~vss_core.labeling.exemplar_owner.PoolExemplars`) and move the
 exemplar-set generation on.
 
 Batch KNN is one pipeline of raw ``FT.SEARCH ... KNN`` (DIALECT 2), not redisvl: at

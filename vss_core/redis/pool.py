@@ -2,7 +2,7 @@
 
 A second vector index in the project's Redis (see :mod:`vss_core.redis.schema`), never mixed with the
 exemplars that fastapi-vss reads.  A pool document is written once per image id (ids come from
-content, so a rerun skips what is there) and then changed only through :mod:`vss_core.decisions`.
+content, so a rerun skips what is there) and then changed only through :mod:`vss_core.labeling.decisions`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Prediction:
     source: str
     name: str
     vector: object
-    fields: dict  # the suggestion's pool fields (:func:`vss_core.suggestions.suggestion_fields`)
+    fields: dict  # the suggestion's pool fields (:func:`vss_core.labeling.suggestions.suggestion_fields`)
     model: str = ""
     job: str = ""
     generation: int | None = None  # the exemplar-set generation the neighbours were found at (None: read at write)

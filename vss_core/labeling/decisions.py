@@ -2,9 +2,9 @@
 
 Every change is one optimistic Redis transaction (WATCH on the images, then MULTI/EXEC) that
 writes the new state into the pool document, adds or removes the promoted exemplar (the pool vector,
-no second embedding, through :class:`~vss_core.exemplar_owner.PoolExemplars`, the one owner of a pool
+no second embedding, through :class:`~vss_core.labeling.exemplar_owner.PoolExemplars`, the one owner of a pool
 image's exemplar), appends an entry with the state before and after to the audit stream and the
-image's history, and records the action on the annotator's undo stack (:mod:`vss_core.audit_log`).
+image's history, and records the action on the annotator's undo stack (:mod:`vss_core.labeling.audit`).
 A change to an image that someone else changed since it was shown (its ``version`` moved on) is
 refused, naming who and when.  Undo is one transaction too: the undo stack is watched with the images.
 """
@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from vss_core.audit_log import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
+from vss_core.labeling.audit import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
 from vss_core.errors import InputError
-from vss_core.exemplar_owner import PoolExemplars, public, same_state
-from vss_core.exemplar_review import ExemplarReview
+from vss_core.labeling.exemplar_owner import PoolExemplars, public, same_state
+from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.redis.index_layout import as_text
-from vss_core.labels import validate_label
+from vss_core.labeling.labels import validate_label
 from vss_core.redis.pool import PoolStore
 from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
 from vss_core.redis.exemplars import VectorStore
@@ -67,7 +67,7 @@ class Decisions:
     # -- actions ---------------------------------------------------------------------------
     def apply(self, changes: Sequence[Change], annotator: str, kind: str = "decide") -> ActionResult:
         """Apply ``changes`` as one undoable action by ``annotator``; a label that is not one
-        (:func:`~vss_core.labels.validate_label`) refuses the whole action."""
+        (:func:`~vss_core.labeling.labels.validate_label`) refuses the whole action."""
         annotator = check_annotator(annotator)
         for change in changes:
             if change.status is not None and change.status not in STATUSES:

@@ -1,7 +1,7 @@
 """The record of every action on labels: the audit stream, each item's history, the action records and each
 annotator's undo stack (keys from :class:`~vss_core.redis.schema.ProjectLayout`).
 
-Pool decisions (:mod:`vss_core.decisions`) and the exemplar audit (:mod:`vss_core.exemplar_review`) both
+Pool decisions (:mod:`vss_core.labeling.decisions`) and the exemplar audit (:mod:`vss_core.labeling.exemplar_review`) both
 record through :class:`AuditLog` and run their transactions through :meth:`AuditLog.transact`, which
 recognises its own write when the reply to EXEC was lost (the action's record is written in the same
 transaction, so a retry that finds it returns what was saved instead of refusing "changed by you").

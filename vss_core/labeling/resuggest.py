@@ -15,7 +15,7 @@ from vss_core.chunks import each_chunk
 from vss_core.errors import InputError
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import PREDICTED
-from vss_core.suggestions import suggestion_fields
+from vss_core.labeling.suggestions import suggestion_fields
 
 KIND = "resuggest"
 CHUNK = 500
@@ -40,7 +40,7 @@ class ResuggestReport:
 
 def resuggest(d, threshold: float, progress=None, cancel: Callable[[], bool] | None = None) -> ResuggestReport:
     """Refresh every stale suggestion of an undecided image of ``d.pool`` (``d``: a
-    :class:`~vss_core.decisions.Decisions`) against ``d.exemplars``; ``threshold`` marks uncertain ones."""
+    :class:`~vss_core.labeling.decisions.Decisions`) against ``d.exemplars``; ``threshold`` marks uncertain ones."""
     if not d.exemplars.info().count:
         raise InputError(f"exemplar index '{d.exemplars.index_name}' is empty: nothing to suggest from")
     now = d.pool.generation()  # read before the KNN: exemplars changed during the run leave them stale

@@ -1,10 +1,10 @@
 """Exemplar self-audit actions: keep, relabel or retire exemplars, recorded in the same audit log
-(:mod:`vss_core.audit_log`) and undoable from the same undo stack as pool decisions
-(:class:`vss_core.decisions.Decisions`).
+(:mod:`vss_core.labeling.audit`) and undoable from the same undo stack as pool decisions
+(:class:`vss_core.labeling.decisions.Decisions`).
 
 Retiring moves the exemplar's hash out of the index (``vss:<index>:retired:<key>``) instead of
 deleting it, so undo puts it back as it was, vector included.  An exemplar promoted from a pool image
-moves with its pool document through :class:`~vss_core.exemplar_owner.PoolExemplars`: a relabel changes
+moves with its pool document through :class:`~vss_core.labeling.exemplar_owner.PoolExemplars`: a relabel changes
 the image's label too, a retire makes it dubious, each in the same transaction and in the image's
 history.  This is the only way exemplars leave the index or change label (the Exemplars page's "delete" retires),
 so every such change is attributed, undoable and moves the exemplar-set generation on.  Works on fastapi-vss
@@ -17,9 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from vss_core.audit_log import ActionResult, Conflict, check_annotator
+from vss_core.labeling.audit import ActionResult, Conflict, check_annotator
 from vss_core.redis.index_layout import as_text
-from vss_core.labels import validate_label
+from vss_core.labeling.labels import validate_label
 from vss_core.timeutil import now_iso
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"
@@ -37,7 +37,7 @@ class _Move:
 
 
 class ExemplarReview:
-    """Audited actions on one project's exemplars (``decisions``: its :class:`~vss_core.decisions.Decisions`)."""
+    """Audited actions on one project's exemplars (``decisions``: its :class:`~vss_core.labeling.decisions.Decisions`)."""
 
     def __init__(self, decisions):
         self.d = decisions

@@ -5,10 +5,10 @@ exemplar index whose ``pool_id`` is the image's id), and its pool document's ``e
 Every path that writes, moves or removes the exemplar of a pool image goes through :class:`PoolExemplars`,
 inside the caller's WATCH/MULTI transaction:
 
-- pool decisions (:mod:`vss_core.decisions`, their undo and revert): :meth:`~PoolExemplars.settle` reads the
+- pool decisions (:mod:`vss_core.labeling.decisions`, their undo and revert): :meth:`~PoolExemplars.settle` reads the
   image's exemplar (the one its pool document names, if that document of the index is really the image's),
   decides the key of the new one, and :meth:`~PoolExemplars.write` replaces the old one by the new one;
-- the exemplar audit (:mod:`vss_core.exemplar_review`, and its undo; the Exemplars page's delete is its retire,
+- the exemplar audit (:mod:`vss_core.labeling.exemplar_review`, and its undo; the Exemplars page's delete is its retire,
   and the store itself removes or renames nothing): :meth:`~PoolExemplars.plan_move` keeps
   the pool document in step when a pool image's exemplar is relabeled (its label follows) or retired (it
   becomes dubious), restores it on undo only when it has not changed since, and refuses a move that would

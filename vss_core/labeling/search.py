@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vss_core.fastapi_compat import fastapi_result
-from vss_core.labels import csv_cell
+from vss_core.labeling.labels import csv_cell
 
 
 @dataclass(frozen=True)
