@@ -1,4 +1,4 @@
-"""Mining scores (vss_core.mining) against plain k-th-neighbour distance and a naive baseline,
+"""Mining scores (vss_core.mining.scores) against plain k-th-neighbour distance and a naive baseline,
 by ROC AUC on synthetic embeddings with known truth: the first bench, on one world (the latent
 world of bench/_worlds.py).  bench/mining_worlds.py compares them on fourteen worlds.
 
@@ -31,7 +31,7 @@ from _worlds import LatentWorld
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
-from vss_core import mining
+from vss_core.mining import scores as mining
 
 World = LatentWorld  # the world of this bench (moved to bench/_worlds.py, shared with mining_worlds.py)
 DIM = LatentWorld.dim

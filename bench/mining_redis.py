@@ -4,7 +4,7 @@ within itself (anomaly) and the exemplars (mislabel), chunk by chunk through the
     .venv/bin/python bench/mining_redis.py [--pool 100000] [--exemplars 20000] [--algorithm HNSW]
 
 Vectors come from bench/mining.py's synthetic world (384-d).  The pool and exemplar documents are
-written with the store's own batched writes; each score runs as vss_core.mining_jobs runs it in the
+written with the store's own batched writes; each score runs as vss_core.mining.runs runs it in the
 app.  Reported: wall time per score, the process's peak RSS (the point: no n x n matrix), and Redis's
 used memory.  A full-matrix n x n float32 similarity matrix of the pool would need pool^2 * 4 bytes.
 """
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--exemplars", type=int, default=20_000)
     parser.add_argument("--algorithm", default="HNSW", choices=["FLAT", "HNSW"])
     args = parser.parse_args()
-    from vss_core import mining_jobs
+    from vss_core.mining import runs as mining_jobs
     from vss_core.labeling.decisions import Decisions
     from vss_core.redis.pool import PoolStore
     from vss_core.redis.schema import project_layout

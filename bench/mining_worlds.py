@@ -15,7 +15,7 @@ micro-clusters, a sparse background).  Per world and seed:
 ROC AUC and average precision of each method, mean over seeds.  Baselines: plain k-th-neighbour
 distance ("kNN", Sun et al. 2022), mean distance to the k nearest, scikit-learn's LOF, and the
 anomaly score VSS used before (mean-of-k minus its neighbours' mean-of-k); mislabel: plain vote.
---tune: the search that chose the parameters in vss_core.mining, on seeds 0.. at n = 600, 2,000
+--tune: the search that chose the parameters in vss_core.mining.scores, on seeds 0.. at n = 600, 2,000
 (5 seeds each) and 10,000 (2 seeds): the set size matters (groups against k); the default run uses
 seeds 100..: data the parameters never saw.  Each grid point must not lose to kNN on the
 mean over seeds of ANY world (at the 3 decimals shown; for novelty on both of its tasks); of those
@@ -35,7 +35,7 @@ from _worlds import HOLDOUT, WORLDS, describe, make_world
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
-from vss_core import mining
+from vss_core.mining import scores as mining
 
 SIZE, PLANTED_SHARE, QUERIES, UNSEEN, ODD, NOVELTY_K = 2000, 0.03, 600, 150, 60, 5
 GRID_ANOMALY = [dict(contrast=c, group=g, jump=j, trust=t) for c, g, j, t in itertools.product(

@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=50)
     parser.add_argument("--skip-old", action="store_true")
     args = parser.parse_args()
-    from vss_core.mining_jobs import exemplar_batches
+    from vss_core.mining.runs import exemplar_batches
 
     result = {"n": args.n, "dim": args.dim, "batch": args.batch, "labels": args.labels,
               "machine_at_start": common.machine()}

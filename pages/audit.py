@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import audit_view, mining_view, sidebar
-from vss_core import mining_jobs
+from vss_core.mining import runs as mining_jobs
 
 PAGE = 20
 

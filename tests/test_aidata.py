@@ -19,7 +19,7 @@ from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch
 from vss_core.labeling.labelsheet import to_csv
 from vss_core.labeling.loader import collect_folder, load_items
-from vss_core.mining_jobs import MISLABEL, exemplar_batches, ranked, score_mislabel
+from vss_core.mining.runs import MISLABEL, exemplar_batches, ranked, score_mislabel
 from vss_core.labeling.predict import collect_images, predict_paths
 from vss_core.redis.schema import LAYOUT_VERSION
 from vss_core.labeling.search import search

@@ -96,7 +96,7 @@ def test_redis_killed_mid_prediction_then_resumed(world):
 
 
 def test_redis_killed_mid_mining_then_rerun(world):
-    from vss_core import mining_jobs
+    from vss_core.mining import runs as mining_jobs
     from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.predict import collect_images, predict_paths
 
@@ -107,7 +107,7 @@ def test_redis_killed_mid_mining_then_rerun(world):
         sys.path.insert(0, {str(REPO)!r})
         from vss_core.config.projects import load_projects
         from vss_core.labeling.decisions import open_decisions
-        from vss_core import mining_jobs
+        from vss_core.mining import runs as mining_jobs
         from vss_core.redis import search_index
         mining_jobs.CHUNK = 5
         class Progress:

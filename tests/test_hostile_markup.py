@@ -53,7 +53,7 @@ def hostile(app_env, tmp_path, monkeypatch):
     from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
     from vss_core.labeling.loader import collect_csv, load_items
-    from vss_core.mining_jobs import score_mislabel
+    from vss_core.mining.runs import score_mislabel
     from vss_core.labeling.predict import predict_paths
     from vss_core.redis.server import connect, embedded_server
 

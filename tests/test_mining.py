@@ -1,10 +1,10 @@
-"""vss_core.mining: each score on hand-made cases with known answers, the neighbour-list path equal
+"""vss_core.mining.scores: each score on hand-made cases with known answers, the neighbour-list path equal
 to the full-matrix path, grouping, the 2-D map and edge cases."""
 
 import numpy as np
 import pytest
 
-from vss_core import mining
+from vss_core.mining import scores as mining
 from vss_core.errors import InputError, VSSError
 
 

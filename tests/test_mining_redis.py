@@ -1,4 +1,4 @@
-"""Mining through the embedded Redis: the chunked scores equal vss_core.mining's full-matrix ones, and
+"""Mining through the embedded Redis: the chunked scores equal vss_core.mining.scores's full-matrix ones, and
 a planted novel image, an odd one out and a mislabeled exemplar rank first."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_models import label_image
-from vss_core import mining
-from vss_core import mining_jobs
+from vss_core.mining import scores as mining
+from vss_core.mining import runs as mining_jobs
 from vss_core.labeling.decisions import open_decisions
 from vss_core.embed.embedder import Embedder
 from vss_core.labeling.loader import collect_folder, load_items

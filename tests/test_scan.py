@@ -12,7 +12,7 @@ import pytest
 from vss_core.labeling.decisions import Decisions
 from vss_core.errors import SearchIncomplete
 from vss_core.redis.index_layout import value_after
-from vss_core.mining_jobs import exemplar_batches
+from vss_core.mining.runs import exemplar_batches
 from vss_core.redis.pool import PoolFilter, PoolStore
 from vss_core.redis.schema import ACCEPTED, PREDICTED, TAG, VECTOR, project_layout
 from vss_core.redis.exemplars import Record, VectorStore

@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_invariant import _current, small  # noqa: F401  (fixture)
 from vss_core.redis import generation
-from vss_core import mining_jobs
+from vss_core.mining import runs as mining_jobs
 from vss_core.labeling.decisions import Change
 from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.labeling.resuggest import resuggest

@@ -10,7 +10,7 @@ import streamlit as st
 from ui import jobview, resources, state
 from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
-from vss_core import mining_jobs
+from vss_core.mining import runs as mining_jobs
 from vss_core import runner
 from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError

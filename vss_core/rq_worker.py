@@ -162,7 +162,7 @@ def predict_chunk(project_name: str, parent: str, index: int, paths: list, names
 def mine_chunk(project_name: str, parent: str, index: int, what: str, scope: str, k: int | None) -> dict:
     """Score the pool or the exemplars for ``what`` (novelty, anomaly, mislabel) (an RQ job)."""
     from vss_core.jobs import JobCancelled
-    from vss_core.mining_jobs import mine_job
+    from vss_core.mining.runs import mine_job
 
     def run(ctx, progress):
         try:

@@ -1,6 +1,6 @@
 """Mining through Redis: novelty of the pool against the exemplars, anomaly within a set of pool images,
 mislabel suspicion of the exemplars.  Neighbours come from the vector indexes chunk by chunk (never an
-n x n matrix); the scores are :mod:`vss_core.mining`'s building blocks; results go to sorted sets
+n x n matrix); the scores are :mod:`vss_core.mining.scores`'s building blocks; results go to sorted sets
 (``ProjectLayout.scores_key``) that the pages rank and page through.
 
 A run fills a temporary sorted set and renames it over the ranking only when it completes, with a record
@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from vss_core import mining
+from vss_core.mining import scores as mining
 from vss_core.chunks import each_chunk
 from vss_core.labeling.decisions import Decisions
 from vss_core.errors import InputError
