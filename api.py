@@ -39,7 +39,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import HTTPConnection
 
 from vss_core.errors import VSSError
-from vss_core.fastapi_compat import job_status
+from vss_core.fastapi_vss.results import job_status
 from vss_core.service import MAX_TOP_N, MAX_UPLOAD_BYTES, Service, Upload, gpu_memory, top_n_error
 
 log = logging.getLogger("vss.api")

@@ -8,7 +8,7 @@ from ui import gallery, inputs, jobview, resources, sidebar, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
 from vss_core.errors import VSSError
-from vss_core.fastapi_compat import write_result
+from vss_core.fastapi_vss.results import write_result
 from vss_core.labeling.search import search
 
 RESULT_ID = "search_result_id"

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from tests.peers import fastapi_vss_predictor
-from vss_core.fastapi_compat import fastapi_result, write_result
+from vss_core.fastapi_vss.results import fastapi_result, write_result
 from vss_core.redis.exemplars import Neighbor
 
 

@@ -146,7 +146,7 @@ def cmd_knn(args) -> int:
     embedder, store = _open(project)
     results = search(embedder, store, args.images, top_n=args.top_n, names=[path_text(p) for p in args.images])
     if args.json:
-        from vss_core.fastapi_compat import write_result
+        from vss_core.fastapi_vss.results import write_result
 
         payload = results.to_fastapi_json()
         payload["output_path"] = str(write_result(project.output_path, payload))
@@ -206,7 +206,7 @@ def _run_name() -> str:
 
 def cmd_embed(args) -> int:
     from vss_core.embed.embedder import for_project
-    from vss_core.fastapi_compat import embed_result
+    from vss_core.fastapi_vss.results import embed_result
 
     project = _project(args)
     embedder = for_project(project)

@@ -20,7 +20,7 @@ from vss_core.batching import Batcher
 from vss_core.config.projects import DEFAULT_BATCH_SIZE, ProjectConfig, ProjectSet, batch_size, load_projects
 from vss_core.config.keys import shown
 from vss_core.errors import ConfigError, InputError, JobError, VSSError
-from vss_core.fastapi_compat import embed_result, write_result
+from vss_core.fastapi_vss.results import embed_result, write_result
 from vss_core.files.images import MAX_FILE_BYTES
 from vss_core.jobboard import FINISHED_TTL_S
 from vss_core.jobs import JobRegistry, JobSnapshot

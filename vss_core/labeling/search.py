@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from vss_core.fastapi_compat import fastapi_result
+from vss_core.fastapi_vss.results import fastapi_result
 from vss_core.labeling.labels import csv_cell
 
 
@@ -48,7 +48,7 @@ class SearchResults:
         return [r for r in self.results if r.error is not None]
 
     def to_fastapi_json(self) -> dict:
-        """fastapi-vss's result shape (see :mod:`vss_core.fastapi_compat`): per-image lists.
+        """fastapi-vss's result shape (see :mod:`vss_core.fastapi_vss.results`): per-image lists.
 
         ``scores`` there are cosine distances, as fastapi-vss sends them; images
         that failed are listed under ``errors`` and left out of the lists.

@@ -1,0 +1,1 @@
+"""fastapi-vss's result shape and result files, shared by search, label sheets and the REST API."""
