@@ -12,7 +12,7 @@ reads image files with; 413 as soon as one passes it), at most ``BATCH_SIZE`` fi
 ``top_n`` at most ``MAX_TOP_N`` (1,000).
 
 Nothing is read at import but ``FASTAPI_VSS_CORS_ORIGINS``: the app's lifespan opens the
-:class:`~vss_core.service.Service` (``app.state.service``) and closes it at shutdown; endpoints take it
+:class:`~vss_core.rest.service.Service` (``app.state.service``) and closes it at shutdown; endpoints take it
 through ``Depends(get_service)`` (tests override it).  A bad config does not stop the server:
 ``/health`` and ``/projects`` list what is wrong under ``config_errors``.
 """
@@ -40,7 +40,7 @@ from starlette.requests import HTTPConnection
 
 from vss_core.errors import VSSError
 from vss_core.fastapi_vss.results import job_status
-from vss_core.service import MAX_TOP_N, MAX_UPLOAD_BYTES, Service, Upload, gpu_memory, top_n_error
+from vss_core.rest.service import MAX_TOP_N, MAX_UPLOAD_BYTES, Service, Upload, gpu_memory, top_n_error
 
 log = logging.getLogger("vss.api")
 

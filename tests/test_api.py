@@ -282,7 +282,7 @@ def test_concurrent_clients_each_get_their_own_results(client):
 
 
 def test_token_guards_the_write_endpoints_and_results_expire(api_setup, monkeypatch):
-    import vss_core.service as service_module
+    import vss_core.rest.service as service_module
 
     _, env, _ = api_setup
     with environment({**env, "VSS_API_TOKEN": TOKEN, "VSS_RESULT_TTL_S": "1"}), \

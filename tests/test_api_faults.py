@@ -25,7 +25,7 @@ from tests.test_api import BATCH_SIZE, PROJECT, ROOT, TOKEN, post, query_files
 def served(tmp_path, monkeypatch, tiny_vit_dir):
     """An app whose endpoints get a service over a one-project config (nothing connects until a job
     starts) through ``dependency_overrides``, without running the lifespan."""
-    from vss_core.service import Service
+    from vss_core.rest.service import Service
 
     config = tmp_path / "config"
     config.mkdir()
@@ -168,13 +168,13 @@ def test_an_upload_over_the_file_cap_is_refused_as_it_streams(served, monkeypatc
         assert status_code == 413 and body == {"error": "big.jpg: over the cap of 1,048,576 bytes per file"}
         assert read <= 1024**2 // (64 * 1024) + 2 < total_chunks  # stopped at the cap, not at the end
     from vss_core.files.images import MAX_FILE_BYTES
-    from vss_core.service import MAX_UPLOAD_BYTES
+    from vss_core.rest.service import MAX_UPLOAD_BYTES
 
     assert MAX_UPLOAD_BYTES == MAX_FILE_BYTES  # the cap every image file is read with
 
 
 def test_top_n_is_capped_with_a_clear_4xx_error(served):
-    from vss_core.service import MAX_TOP_N, top_n_error
+    from vss_core.rest.service import MAX_TOP_N, top_n_error
 
     client = TestClient(served.app)
     one = [("files", ("a.jpg", encode(label_image("circles", seed=1)), "image/jpeg"))]

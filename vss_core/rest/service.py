@@ -1,7 +1,7 @@
 """The engine behind the REST API (``api.py``): projects, their models and stores, and jobs.
 
 One :class:`Service` per server process.  It opens a project's embedder, store
-and :class:`~vss_core.batching.Batcher` on first use, once however many requests
+and :class:`~vss_core.rest.batching.Batcher` on first use, once however many requests
 ask at the same time, and keeps them; knn and
 embed requests become jobs of its :class:`~vss_core.jobs.JobRegistry`, which
 publishes them to the project's job board, so the Streamlit app shows them and
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from vss_core.batching import Batcher
+from vss_core.rest.batching import Batcher
 from vss_core.config.projects import DEFAULT_BATCH_SIZE, ProjectConfig, ProjectSet, batch_size, load_projects
 from vss_core.config.keys import shown
 from vss_core.errors import ConfigError, InputError, JobError, VSSError
