@@ -71,7 +71,7 @@ def clear_pool(d) -> None:
 
 
 def first_item(project, embedder, d, queries) -> dict:
-    from vss_core.jobs import JobRegistry
+    from vss_core.jobs.registry import JobRegistry
     from vss_core.labeling.predict import predict_job, threshold_of
 
     clear_pool(d)

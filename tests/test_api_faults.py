@@ -188,7 +188,7 @@ def test_top_n_is_capped_with_a_clear_4xx_error(served):
 
 
 def test_finished_jobs_are_forgotten_after_their_ttl_not_after_a_count(served, monkeypatch):
-    from vss_core import jobs
+    from vss_core.jobs import registry as jobs
 
     registry = served.service.registry
     ids = [registry.start("knn", lambda p: {"ok": True}) for _ in range(2100)]

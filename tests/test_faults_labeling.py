@@ -133,9 +133,9 @@ def test_redis_killed_mid_mining_then_rerun(world):
 
 
 def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
-    from vss_core import jobboard
+    from vss_core.jobs import board as jobboard
     from vss_core.labeling.decisions import open_decisions
-    from vss_core.jobs import JobRegistry
+    from vss_core.jobs.registry import JobRegistry
     from vss_core.labeling.predict import predict_job, threshold_of
     from vss_core.redis.server import connect
 
@@ -146,7 +146,7 @@ def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
         from vss_core.config.projects import load_projects
         from vss_core.labeling.decisions import open_decisions
         from vss_core.embed.embedder import Embedder
-        from vss_core.jobs import JobRegistry
+        from vss_core.jobs.registry import JobRegistry
         from vss_core.labeling.predict import predict_job
         from vss_core.redis.server import connect
         project = load_projects().get("f")

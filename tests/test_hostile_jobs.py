@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from vss_core.jobboard import job_key
-from vss_core.jobs import ERROR_SAMPLE, JobRegistry
+from vss_core.jobs.board import job_key
+from vss_core.jobs.registry import ERROR_SAMPLE, JobRegistry
 from vss_core.labeling.loader import load_job
 
 N = 100_000

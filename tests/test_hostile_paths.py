@@ -253,8 +253,8 @@ def test_an_rq_chunk_binds_its_paths_to_the_roots_the_app_checked(world, embedde
     """Queued RQ chunks carry plain strings: the worker binds each path again, so a file swapped for a
     symlink after the app planned the chunk is refused when the worker opens it."""
     from vss_core.labeling.loader import collected, load_items
-    from vss_core.rq_jobs import roots_of
-    from vss_core.rq_worker import bound_path
+    from vss_core.jobs.rq_jobs import roots_of
+    from vss_core.jobs.rq_worker import bound_path
 
     vector_store.ensure_index(embedder.dim)
     with collected("folder", str(world.images), (world.root,)) as (items, refused):

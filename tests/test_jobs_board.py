@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from vss_core import jobboard
+from vss_core.jobs import board as jobboard
 from vss_core.errors import JobError
-from vss_core.jobs import CANCELLED, DONE, INTERRUPTED, RUNNING, JobRegistry
+from vss_core.jobs.registry import CANCELLED, DONE, INTERRUPTED, RUNNING, JobRegistry
 from tests.test_jobs import wait_for
 
 
@@ -82,7 +82,7 @@ def test_a_finished_result_is_readable_elsewhere_and_expires(two_processes, redi
 def test_a_job_whose_process_died_reads_interrupted_with_its_meta(embedded_redis, redis_client, monkeypatch):
     script = textwrap.dedent(f"""
         import time, redis
-        from vss_core.jobs import JobRegistry
+        from vss_core.jobs.registry import JobRegistry
         client = redis.Redis(unix_socket_path={str(embedded_redis.socket_path)!r})
         reg = JobRegistry(boards=lambda p: client, heartbeat_s=0.05)
         reg.start("load", lambda p: time.sleep(60), project="p1", source="folder", path="/data/fish")
@@ -108,7 +108,7 @@ def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env,
     """A load published by another process that went quiet reads 'interrupted'; Resume reruns it here."""
     from tests.test_app import EXEMPLARS, open_app, run_until
     from vss_core.config.projects import load_projects
-    from vss_core.jobboard import JobBoard
+    from vss_core.jobs.board import JobBoard
     from vss_core.redis.server import connect
     from vss_core.redis.exemplars import connect_store
 

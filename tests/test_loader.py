@@ -161,7 +161,7 @@ def test_content_id_is_stable():
 
 
 def test_load_job_in_registry_refuses_files_outside_roots(tmp_path, store, embedder, image_folder):
-    from vss_core.jobs import DONE, JobRegistry
+    from vss_core.jobs.registry import DONE, JobRegistry
     from vss_core.labeling.loader import load_job
 
     root = tmp_path / "root"

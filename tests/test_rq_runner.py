@@ -34,7 +34,7 @@ def images(tmp_path_factory) -> Path:
 def world(tmp_path, tiny_vit_dir, images, monkeypatch):
     """A project with ``jobs.runner: rq`` on its own embedded Redis; a registry with its job board."""
     from vss_core.config.projects import load_projects
-    from vss_core.jobs import JobRegistry
+    from vss_core.jobs.registry import JobRegistry
     from vss_core.redis.server import connect, embedded_server
 
     config = tmp_path / "config"
@@ -69,7 +69,7 @@ def world(tmp_path, tiny_vit_dir, images, monkeypatch):
 
 def _start_load(project, registry, images) -> str:
     from vss_core.labeling import loader
-    from vss_core import runner
+    from vss_core.jobs import runner
 
     body = runner.job_body(project, "load", dict(source="folder", path=str(images), added_by="ana"),
                            lambda: pytest.fail("the rq runner must not build the thread body"))
@@ -144,7 +144,7 @@ def test_worker_killed_mid_chunk_its_chunk_is_taken_again_and_every_image_stored
 def test_cancel_from_another_process_stops_both_workers(world, images):
     from rq import Queue, Worker
 
-    from vss_core.jobs import JobRegistry
+    from vss_core.jobs.registry import JobRegistry
 
     project, client, registry, start_workers = world
     start_workers(2)
@@ -164,7 +164,7 @@ def test_cancel_from_another_process_stops_both_workers(world, images):
 
 
 def test_predict_and_mine_run_on_a_worker(world, images, tiny_vit_dir):
-    from vss_core import runner
+    from vss_core.jobs import runner
     from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
     from vss_core.labeling.loader import collect_folder, load_items
@@ -201,7 +201,7 @@ def test_bad_jobs_section_names_file_and_key(tmp_path, text, key):
 
 def test_default_runner_is_a_thread(tmp_path):
     from vss_core.config.projects import load_project_file
-    from vss_core.runner import job_body
+    from vss_core.jobs.runner import job_body
 
     path = tmp_path / "p.yaml"
     path.write_text("vss:\n  project: p\n  model: m\n")
@@ -223,3 +223,23 @@ def test_without_a_worker_the_job_says_so_and_cancel_drops_its_queued_chunks(wor
     snap = registry.wait(job_id, timeout=30)
     assert snap.state == "cancelled" and snap.done == 0
     assert queue.count == 0 and _exemplars(client) == 0
+
+
+@pytest.mark.parametrize("name", ["load_chunk", "predict_chunk", "mine_chunk"])
+def test_chunks_queued_under_the_old_import_path_still_run(redis_client, name):
+    """RQ stores a queued job's function as an import path: jobs queued before vss_core moved into
+    packages name vss_core.rq_worker.*; a worker of this release resolves them to the same functions."""
+    from rq import Queue
+    from rq.job import Job
+
+    from vss_core.jobs import rq_worker
+
+    queue = Queue("vss-shim", connection=redis_client)
+    try:
+        queued = queue.enqueue(f"vss_core.rq_worker.{name}", "p", "parent", 0, [])
+        job = Job.fetch(queued.id, connection=redis_client)  # what a worker reads back
+        assert job.func_name == f"vss_core.rq_worker.{name}"
+        assert job.func is getattr(rq_worker, name)
+        assert queue.enqueue(getattr(rq_worker, name), "p", "parent", 1, []).func_name == f"vss_core.jobs.rq_worker.{name}"
+    finally:
+        queue.empty()

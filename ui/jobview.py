@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import resources
 from ui.plain import md
-from vss_core.jobs import CANCELLED, DONE, FAILED, INTERRUPTED
+from vss_core.jobs.registry import CANCELLED, DONE, FAILED, INTERRUPTED
 
 POLL_S = 0.5
 _ICONS = {DONE: ":material/check_circle:", FAILED: ":material/error:",

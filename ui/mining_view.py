@@ -11,7 +11,7 @@ from ui import jobview, resources, state
 from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
 from vss_core.mining import runs as mining_jobs
-from vss_core import runner
+from vss_core.jobs import runner
 from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
 

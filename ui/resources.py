@@ -25,7 +25,7 @@ import streamlit as st
 
 from ui.lru import LRU
 from vss_core.config.projects import ProjectConfig, ProjectSet, load_projects
-from vss_core.jobs import JobRegistry
+from vss_core.jobs.registry import JobRegistry
 
 PROJECTS_TTL_S = 30
 

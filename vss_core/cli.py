@@ -276,7 +276,7 @@ def cmd_fetch_model(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from vss_core.rq_worker import run_worker
+    from vss_core.jobs.rq_worker import run_worker
 
     if args.heartbeat_s <= 0:
         raise VSSError(f"--heartbeat-s must be positive, got {args.heartbeat_s}")

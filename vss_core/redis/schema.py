@@ -170,7 +170,7 @@ class ProjectLayout:
         return f"{self.namespace}scorestmp:{run}:{kind}" + (f":{scope}" if scope else "")
 
 
-# -- jobs (vss_core.jobboard, vss_core.rq_jobs): keys shared by every project on a server ------------
+# -- jobs (vss_core.jobs.board, vss_core.jobs.rq_jobs): keys shared by every project on a server ------------
 
 def job_key(job_id: str) -> str:
     """String: one job's record as JSON (state, counts, meta, owner, heartbeat)."""

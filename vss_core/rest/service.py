@@ -3,7 +3,7 @@
 One :class:`Service` per server process.  It opens a project's embedder, store
 and :class:`~vss_core.rest.batching.Batcher` on first use, once however many requests
 ask at the same time, and keeps them; knn and
-embed requests become jobs of its :class:`~vss_core.jobs.JobRegistry`, which
+embed requests become jobs of its :class:`~vss_core.jobs.registry.JobRegistry`, which
 publishes them to the project's job board, so the Streamlit app shows them and
 any process over the same Redis can answer a poll.
 """
@@ -22,8 +22,8 @@ from vss_core.config.keys import shown
 from vss_core.errors import ConfigError, InputError, JobError, VSSError
 from vss_core.fastapi_vss.results import embed_result, write_result
 from vss_core.files.images import MAX_FILE_BYTES
-from vss_core.jobboard import FINISHED_TTL_S
-from vss_core.jobs import JobRegistry, JobSnapshot
+from vss_core.jobs.board import FINISHED_TTL_S
+from vss_core.jobs.registry import JobRegistry, JobSnapshot
 
 __all__ = ["Service", "Upload", "RESULT_TTL_ENV", "JOB_TIMEOUT_S", "MAX_TOP_N", "MAX_UPLOAD_BYTES",
            "top_n_error"]

@@ -1,8 +1,8 @@
 """Job states: the immutable :class:`JobSnapshot` everyone reads, and :class:`LiveJob`, the mutable
 state a registry keeps of the jobs it runs.
 
-Shared by :mod:`vss_core.jobs` (which makes snapshots of its own jobs) and the job board
-(:mod:`vss_core.jobboard`, snapshots of other processes' jobs, as records in Redis).
+Shared by :mod:`vss_core.jobs.registry` (which makes snapshots of its own jobs) and the job board
+(:mod:`vss_core.jobs.board`, snapshots of other processes' jobs, as records in Redis).
 
 Per-item errors: a job keeps the first ``ERROR_SAMPLE`` of them and their exact count; the full list
 is appended to ``errors_file`` (JSON lines ``[item, reason]``) as they come, so a record stays small
@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from vss_core.jobboard import JobBoard
+    from vss_core.jobs.board import JobBoard
 
 __all__ = ["QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES",
            "FINAL_STATES", "EXCLUSIVE_KINDS", "ERROR_SAMPLE", "JobSnapshot", "LiveJob", "to_record", "snapshot_of",
@@ -108,7 +108,7 @@ def to_record(snap: JobSnapshot) -> dict:
 
 def snapshot_of(record: Mapping) -> JobSnapshot:
     """A job of another process, from its board record; ``interrupted`` once its owner went quiet."""
-    from vss_core.jobboard import JobBoard
+    from vss_core.jobs.board import JobBoard
 
     state = INTERRUPTED if JobBoard.stale(record) else record["state"]
     message = record.get("message") or ""

@@ -8,7 +8,7 @@ work as for a thread job).  Mining is not per image: it runs as one chunk.  Keys
 own ``rq:*``: ``vss:rq:<job id>:progress`` (HASH ``done:<chunk>``, ``total:<chunk>``) and
 ``vss:rq:<job id>:cancel`` (the flag running chunks poll).
 
-The chunks run on workers (:mod:`vss_core.rq_worker`, ``python -m vss_core worker PROJECT``).
+The chunks run on workers (:mod:`vss_core.jobs.rq_worker`, ``python -m vss_core worker PROJECT``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from vss_core.redis.schema import rq_cancel_key as _cancel_key
 from vss_core.redis.schema import rq_progress_key as _progress_key
 from vss_core.redis.schema import rq_queue_name as queue_name
 from vss_core.redis.server import connect
-from vss_core.rq_worker import RESULT_TTL_S, load_chunk, mine_chunk, predict_chunk
+from vss_core.jobs.rq_worker import RESULT_TTL_S, load_chunk, mine_chunk, predict_chunk
 
 __all__ = ["distributed", "queue_name", "CHUNK_RETRIES"]
 

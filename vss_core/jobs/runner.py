@@ -2,7 +2,7 @@
 
 ``jobs.runner`` in the project file: ``thread`` (the default) runs the job's body in the
 JobRegistry's thread; ``rq`` makes the body hand the work to RQ workers in chunks
-(:mod:`vss_core.rq_jobs`).  Either way the job belongs to the JobRegistry that started it, so
+(:mod:`vss_core.jobs.rq_jobs`).  Either way the job belongs to the JobRegistry that started it, so
 progress, errors, cancel and resume reach the pages the same way.
 """
 
@@ -32,7 +32,7 @@ def job_body(project, kind: str, spec: Mapping[str, Any],
     if runner == "thread":
         return local()
     if runner == "rq":
-        from vss_core.rq_jobs import distributed
+        from vss_core.jobs.rq_jobs import distributed
 
         return distributed(project, kind, dict(spec))
     raise JobError(f"project '{project.name}': unknown job runner {runner!r} (thread or rq)")

@@ -10,7 +10,7 @@ the same jobs.  This module never imports streamlit.
 
 Across processes: given ``boards`` (project name -> that project's redis client,
 or None), the registry publishes its jobs of the project to the project's Redis
-(:mod:`vss_core.jobboard`, which names the keys) and lists other processes'
+(:mod:`vss_core.jobs.board`, which names the keys) and lists other processes'
 jobs with its own; a job whose owner died reads ``interrupted``.  Kinds in
 ``EXCLUSIVE_KINDS`` (load, predict, mine) run one at a time per project, across
 processes; other kinds -- the REST API's per-request knn and embed -- run side
@@ -34,12 +34,12 @@ from typing import Any, Callable, Iterable, Mapping
 import redis
 
 from vss_core.errors import JobError, VSSError
-from vss_core.jobboard import JobBoard
-from vss_core.jobstate import (
+from vss_core.jobs.board import JobBoard
+from vss_core.jobs.state import (
     ACTIVE_STATES, CANCELLED, DONE, ERROR_SAMPLE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED,
     RUNNING, JobSnapshot, remove_old_errors, snapshot_of, to_record,
 )
-from vss_core.jobstate import LiveJob as _Job
+from vss_core.jobs.state import LiveJob as _Job
 
 __all__ = [
     "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",

@@ -1,0 +1,1 @@
+"""Background jobs: the registry and its snapshots, the job board in Redis, and RQ runners and workers."""
