@@ -219,6 +219,23 @@ def test_open_and_connect_store(redis_project):
         open_store(redis_project, DIM * 2)
 
 
+def test_open_project_opens_the_exemplars_now_and_the_pool_only_when_used(redis_project):
+    """What the app, the REST service and the workers open: the REST API, which never reviews, leaves a
+    fastapi-vss database without a pool index."""
+    from vss_core.redis.project import open_project
+
+    stores = open_project(redis_project, DIM)
+    indexes = lambda: {i.decode() for i in stores.client.execute_command("FT._LIST")}  # noqa: E731
+    assert stores.exemplars.info().dim == DIM and stores.layout.pool.name not in indexes()
+    assert stores.pool.layout().dim == DIM and stores.layout.pool.name in indexes()
+    assert stores.pool is stores.pool
+    d = Decisions.of(stores)
+    assert d.pool is stores.pool and d.exemplars is stores.exemplars and d.promote == redis_project.promote
+    assert Decisions.of(stores, promote=not redis_project.promote).promote != redis_project.promote
+    with pytest.raises(IndexMismatch):
+        open_project(redis_project, DIM * 2)
+
+
 def test_data_back_after_server_killed(tmp_path):
     import os
     import signal

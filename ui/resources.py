@@ -132,19 +132,23 @@ def client_for(project: ProjectConfig):
     return _connection(target_key(project), project).client
 
 
-@st.cache_resource(show_spinner="Opening the vector index…", max_entries=16,
-                   on_release=lambda store: _disconnect(store.client))
-def _store(key: tuple, dim: int, algorithm: str, connection: str, _project: ProjectConfig):
-    from vss_core.redis.exemplars import open_store
+@st.cache_resource(show_spinner="Opening the vector index…", max_entries=16, on_release=lambda s: s.close())
+def _stores(key: tuple, dim: int, algorithm: str, connection: str, _project: ProjectConfig):
+    from vss_core.redis.project import open_project
 
-    return open_store(_project, dim, client=client_for(_project))
+    return open_project(_project, dim, client=client_for(_project))
+
+
+def stores_for(project: ProjectConfig, dim: int):
+    """One ProjectStores per (target, dimension), created or attached with the project's algorithm; new ones
+    after the target's client was dropped (the old ones are closed when the cache evicts them)."""
+    key = target_key(project)
+    return _stores(key, dim, project.index_algorithm, _connection(key, project).token, project)
 
 
 def store_for(project: ProjectConfig, dim: int):
-    """One VectorStore per (target, dimension), created or attached with the project's algorithm; a new
-    one after the target's client was dropped (the old one is closed when the cache evicts it)."""
-    key = target_key(project)
-    return _store(key, dim, project.index_algorithm, _connection(key, project).token, project)
+    """The project's exemplar store (of :func:`stores_for`)."""
+    return stores_for(project, dim).exemplars
 
 
 def forget_target(project: ProjectConfig) -> None:
@@ -173,15 +177,15 @@ def results_cache() -> ResultsCache:
     return ResultsCache()
 
 
-@st.cache_resource(show_spinner="Opening the review pool…", max_entries=16,
-                   on_release=lambda d: _disconnect(d.client, d.exemplars.client))
-def _decisions(key: tuple, dim: int, connection: str, _project: ProjectConfig):
-    from vss_core.labeling.decisions import open_decisions
+@st.cache_resource(show_spinner="Opening the review pool…", max_entries=16)
+def _decisions(key: tuple, dim: int, connection: str, promote: bool, _stores):
+    from vss_core.labeling.decisions import Decisions
 
-    return open_decisions(_project, dim, client=client_for(_project))
+    return Decisions.of(_stores, promote)
 
 
 def decisions_for(project: ProjectConfig, dim: int):
-    """One Decisions (exemplar store, pool, audit) per (target, dimension), shared by all sessions."""
+    """One Decisions (exemplar store, pool, audit) per (target, dimension), over :func:`stores_for`'s stores."""
     key = target_key(project)
-    return _decisions(key + (project.promote,), dim, _connection(key, project).token, project)
+    stores = stores_for(project, dim)
+    return _decisions(key + (project.index_algorithm,), dim, _connection(key, project).token, project.promote, stores)

@@ -299,10 +299,10 @@ def _names_project(error, name: str) -> bool:
 
 def _open(project: ProjectConfig):
     from vss_core.embed.embedder import for_project
-    from vss_core.redis.exemplars import open_store
+    from vss_core.redis.project import open_project
 
     embedder = for_project(project)
-    return embedder, open_store(project, embedder.dim)
+    return embedder, open_project(project, embedder.dim).exemplars
 
 
 def _top_n(text: str) -> int:

@@ -38,8 +38,12 @@ RESULT_TTL_S = 24 * 3600
 class _Context:
     project: Any
     embedder: Any
+    stores: Any  # ProjectStores
     decisions: Any
-    client: redis.Redis
+
+    @property
+    def client(self) -> redis.Redis:
+        return self.stores.client
 
 
 _CONTEXTS: dict[str, _Context] = {}
@@ -47,12 +51,13 @@ _CONTEXT_LOCK = threading.Lock()
 
 
 def _open_context(project, device: str | None = None) -> _Context:
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import for_project
+    from vss_core.labeling.decisions import Decisions
+    from vss_core.redis.project import open_project
 
     embedder = for_project(project, device)
-    decisions = open_decisions(project, embedder.dim, client=connect(project))
-    return _Context(project, embedder, decisions, decisions.client)
+    stores = open_project(project, embedder.dim, client=connect(project))
+    return _Context(project, embedder, stores, Decisions.of(stores))
 
 
 def _context(project_name: str) -> _Context:
@@ -133,7 +138,7 @@ def load_chunk(project_name: str, parent: str, index: int, rows: list, added_by:
 
     def run(ctx, progress):
         items = [Item(bound_path(p, roots), label, given) for p, label, given, *roots in rows]
-        r = load_items(items, ctx.embedder, ctx.decisions.exemplars, added_by, progress=progress,
+        r = load_items(items, ctx.embedder, ctx.stores.exemplars, added_by, progress=progress,
                        cancel=lambda: progress.cancelled)
         return {"loaded": r.loaded, "skipped": r.skipped, "failed": r.failed, "cancelled": r.cancelled}
 

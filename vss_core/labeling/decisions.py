@@ -64,6 +64,13 @@ class Decisions:
         self.log = AuditLog(self.client, layout)
         self.owner = PoolExemplars(pool, exemplars, layout, promote)
 
+    @classmethod
+    def of(cls, stores, promote: bool | None = None) -> "Decisions":
+        """Decisions over a :class:`~vss_core.redis.project.ProjectStores`, promoting as ``promote`` says
+        (default: its project's ``promote`` setting)."""
+        return cls(stores.pool, stores.exemplars, stores.layout,
+                   promote=stores.project.promote if promote is None else promote)
+
     # -- actions ---------------------------------------------------------------------------
     def apply(self, changes: Sequence[Change], annotator: str, kind: str = "decide") -> ActionResult:
         """Apply ``changes`` as one undoable action by ``annotator``; a label that is not one
@@ -200,17 +207,11 @@ __all__ = ["Change", "Conflict", "ActionResult", "HistoryEntry", "Decisions", "A
 
 
 def open_decisions(project, dim: int, model: str | None = None, client=None) -> Decisions:
-    """The exemplar store, pool and decisions of ``project`` for ``dim``-d vectors of ``model``, both
-    stores on one connection (``client``, or a new one): the app, the CLI and the workers open them here."""
-    from vss_core.redis.pool import open_pool
-    from vss_core.redis.server import connect
-    from vss_core.redis.schema import layout_for
-    from vss_core.redis.exemplars import open_store
+    """Decisions on ``project``'s stores for ``dim``-d vectors of ``model``, opened by
+    :func:`~vss_core.redis.project.open_project` (on ``client``, or a new connection)."""
+    from vss_core.redis.project import open_project
 
-    client = client or connect(project)
-    exemplars = open_store(project, dim, model, client=client)
-    return Decisions(open_pool(project, dim, model, client=client), exemplars, layout_for(project),
-                     promote=project.promote)
+    return Decisions.of(open_project(project, dim, model, client=client))
 
 
 def decisions_over(store: VectorStore, project) -> Decisions:

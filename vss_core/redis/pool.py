@@ -298,12 +298,3 @@ def _num(fields: dict, name: str) -> float:
         return float(fields.get(name) or 0.0)
     except ValueError:
         return 0.0
-
-
-def open_pool(project, dim: int, model: str | None = None, client=None) -> PoolStore:
-    """Create or attach ``project``'s pool index, on ``client`` if given (else a new connection)."""
-    from vss_core.redis.server import connect
-
-    pool = PoolStore(client or connect(project), layout_for(project).pool)
-    pool.ensure_index(dim, model or project.model)
-    return pool

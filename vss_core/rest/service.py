@@ -59,7 +59,7 @@ class Upload:
 class _Engine:
     project: ProjectConfig
     embedder: Any
-    store: Any
+    stores: Any  # a ProjectStores (exemplars only: the REST API never opens the pool)
     batcher: Batcher
 
 
@@ -116,13 +116,13 @@ class Service:
 
     def _open(self, name: str) -> _Engine:
         from vss_core.embed import embedder as embedders
-        from vss_core.redis.exemplars import open_store
+        from vss_core.redis.project import open_project
 
         project = self.projects[name]
         key = (project.model, project.device, project.batch_size)
         embedder = self._once(self._embedders, "embedder", key, lambda: embedders.for_project(project))
-        store = open_store(project, embedder.dim, client=self.client(name))
-        return _Engine(project, embedder, store, Batcher(embedder, store, max_images=4 * project.batch_size))
+        stores = open_project(project, embedder.dim, client=self.client(name))
+        return _Engine(project, embedder, stores, Batcher(embedder, stores.exemplars, max_images=4 * project.batch_size))
 
     def close(self) -> None:
         """Close the projects' Redis connections and forget their engines (embedded servers stop at exit)."""
