@@ -17,19 +17,19 @@ ctx, d = mining_view.page(
     "How odd each image is inside its own set (the images of one prediction run, or the whole "
     "pool): its distance to its nearest neighbours in the set against theirs. Higher is odder."
 )
-sets = mining_jobs.pool_jobs(d)
+sets = mining_jobs.pool_jobs(d.stores)
 everything = d.pool.info().count
 scope = st.selectbox("Set", ["", *sorted(sets)], key="anomaly_scope",
                      format_func=lambda j: f"whole pool ({everything:,} images)" if not j
                      else f"prediction run {j} ({sets[j]:,} images)")
 mining_view.start(ctx, d, mining_jobs.ANOMALY, scope=scope)
-scores = mining_jobs.all_scores(d, mining_jobs.ANOMALY, scope)
+scores = mining_jobs.all_scores(d.stores, mining_jobs.ANOMALY, scope)
 if len(scores):
     lo, hi = float(scores.min()), float(max(scores.max(), scores.min() + 1e-3))
     default = float(min(max(scores.mean() + 2 * scores.std(), lo), hi))
     threshold = st.slider("Threshold", lo, hi, default, key="anomaly_threshold", format="%.4f")
     mining_view.histogram(scores, threshold, "anomaly score")
-    total, top = mining_jobs.ranked(d, mining_jobs.ANOMALY, scope, min_score=threshold, limit=200)
+    total, top = mining_jobs.ranked(d.stores, mining_jobs.ANOMALY, scope, min_score=threshold, limit=200)
     st.markdown(f"**{total:,}** image(s) above the threshold, oddest first")
     selected = mining_view.pool_table(d, top, "anomaly_table", "anomaly")
     items = [item for item, _ in selected]

@@ -13,7 +13,7 @@ ctx, d = mining_view.page(
     "distance, corrected for how spread out the exemplars are there). Higher is more novel."
 )
 mining_view.start(ctx, d, mining_jobs.NOVELTY)
-scores = mining_jobs.all_scores(d, mining_jobs.NOVELTY)
+scores = mining_jobs.all_scores(d.stores, mining_jobs.NOVELTY)
 line = 1.0 - threshold_of(ctx.project)
 mining_view.histogram(scores, line, "novelty")
 st.caption(f"Red line: {line:.2f}, the cosine distance of the project's threshold (vss.threshold "
@@ -23,13 +23,13 @@ known = sorted(known_counts)
 if len(scores):
     low = st.slider("Show novelty at or above", float(scores.min()), float(max(scores.max(), scores.min() + 1e-3)),
                     float(min(max(line, scores.min()), scores.max())), key="novel_min")
-    total, top = mining_jobs.ranked(d, mining_jobs.NOVELTY, min_score=low, limit=100)
+    total, top = mining_jobs.ranked(d.stores, mining_jobs.NOVELTY, min_score=low, limit=100)
     st.markdown(f"**{total:,}** image(s) at or above {low:.3f}, most novel first")
     selected = mining_view.pool_table(d, top, "novel_table", "novelty")
     rare_view.set_actions(d, [item for item, _ in selected], known, key="novel_sel")
     st.subheader("Groups of novel images")
     similarity = st.slider("Group images at least this similar", 0.0, 1.0, 0.8, 0.01, key="group_sim")
-    rare_view.groups(d, mining_jobs.ranked(d, mining_jobs.NOVELTY, min_score=low, limit=rare_view.MAX_GROUPED)[1],
+    rare_view.groups(d, mining_jobs.ranked(d.stores, mining_jobs.NOVELTY, min_score=low, limit=rare_view.MAX_GROUPED)[1],
                      similarity, known)
 st.subheader("Rare classes")
 rare_view.rare_classes(d, known_counts)

@@ -22,7 +22,7 @@ ALLOWED = {  # package -> the vss_core packages it may import (besides itself)
     "redis": BASE | {"config", "files"},
     "embed": BASE | {"config", "files"},
     "labeling": BASE | {"config", "files", "redis", "fastapi_vss"},
-    "mining": BASE | {"config", "files", "redis", "labeling"},
+    "mining": BASE | {"config", "files", "redis"},
     "jobs": BASE | {"config", "files", "redis", "embed", "labeling", "mining", "compat"},
     "rest": BASE | {"config", "files", "redis", "embed", "labeling", "fastapi_vss", "jobs"},
     "cli": BASE | {"config", "files", "redis", "embed", "labeling", "mining", "fastapi_vss", "jobs"},

@@ -29,8 +29,8 @@ def build(d, method: str, seed: int = 0) -> dict:
     items = d.pool.get(ids)
     vectors = np.vstack([ex, d.pool.vectors(ids)]) if len(ids) else ex
     xy = mining.project_2d(vectors, method, seed)
-    novelty = mining_jobs.score_map(d, mining_jobs.NOVELTY)
-    anomaly = mining_jobs.score_map(d, mining_jobs.ANOMALY)
+    novelty = mining_jobs.score_map(d.stores, mining_jobs.NOVELTY)
+    anomaly = mining_jobs.score_map(d.stores, mining_jobs.ANOMALY)
     rows = [{"x": float(x), "y": float(y), "kind": "exemplar", "label": label, "id": key,
              "novelty": None, "anomaly": None} for (x, y), key, label in zip(xy[:len(ex_keys)], ex_keys, ex_labels)]
     rows += [{"x": float(x), "y": float(y), "kind": "pool", "label": item.label, "id": item.id,

@@ -51,7 +51,7 @@ def start(ctx, d, what: str, scope: str = "", k: int | None = None) -> None:
 def freshness(d, what: str, scope: str = "") -> None:
     """Say what the shown ranking was made from, and whether it is stale (older than the exemplars),
     incomplete or of unknown age."""
-    made = mining_jobs.score_set(d, what, scope)
+    made = mining_jobs.score_set(d.stores, what, scope)
     if made is None:
         return
     if not made.known:
@@ -73,7 +73,7 @@ def freshness(d, what: str, scope: str = "") -> None:
 
 def _body(ctx, d, what: str, scope: str, k: int | None = None):
     return runner.job_body(ctx.project, KIND, dict(what=what, scope=scope, k=k),
-                           lambda: mining_jobs.mine_job(what, d, scope, k))
+                           lambda: mining_jobs.mine_job(what, d.stores, scope, k))
 
 
 def _resume(ctx, d, snap) -> None:

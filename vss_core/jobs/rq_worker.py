@@ -57,7 +57,7 @@ def _open_context(project, device: str | None = None) -> _Context:
 
     embedder = for_project(project, device)
     stores = open_project(project, embedder.dim, client=connect(project))
-    return _Context(project, embedder, stores, Decisions.of(stores))
+    return _Context(project, embedder, stores, Decisions.of(stores, project.promote))
 
 
 def _context(project_name: str) -> _Context:
@@ -171,7 +171,7 @@ def mine_chunk(project_name: str, parent: str, index: int, what: str, scope: str
 
     def run(ctx, progress):
         try:
-            return {"scored": int(mine_job(what, ctx.decisions, scope, k)(progress))}
+            return {"scored": int(mine_job(what, ctx.stores, scope, k)(progress))}
         except JobCancelled:
             return {"cancelled": True}
 

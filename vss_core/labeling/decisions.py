@@ -23,6 +23,7 @@ from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.redis.index_layout import as_text
 from vss_core.labeling.labels import validate_label
 from vss_core.redis.pool import PoolStore
+from vss_core.redis.project import ProjectStores
 from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
 from vss_core.redis.exemplars import VectorStore
 from vss_core.timeutil import now_iso
@@ -53,7 +54,8 @@ class Change:
 
 
 class Decisions:
-    """Decisions on one project's pool."""
+    """Decisions on one project's pool; ``stores`` is the :class:`~vss_core.redis.project.ProjectStores`
+    they act on (what mining and the views read)."""
 
     def __init__(self, pool: PoolStore, exemplars: VectorStore, layout: ProjectLayout, promote: bool = True):
         self.pool = pool
@@ -61,15 +63,16 @@ class Decisions:
         self.layout = layout
         self.promote = promote
         self.client = pool.client
+        self.stores = ProjectStores(self.client, layout, exemplars, pool=pool)
         self.log = AuditLog(self.client, layout)
         self.owner = PoolExemplars(pool, exemplars, layout, promote)
 
     @classmethod
-    def of(cls, stores, promote: bool | None = None) -> "Decisions":
-        """Decisions over a :class:`~vss_core.redis.project.ProjectStores`, promoting as ``promote`` says
-        (default: its project's ``promote`` setting)."""
-        return cls(stores.pool, stores.exemplars, stores.layout,
-                   promote=stores.project.promote if promote is None else promote)
+    def of(cls, stores: ProjectStores, promote: bool) -> "Decisions":
+        """Decisions over ``stores``, promoting accepted pool images to exemplars if ``promote``."""
+        decisions = cls(stores.pool, stores.exemplars, stores.layout, promote=promote)
+        decisions.stores = stores
+        return decisions
 
     # -- actions ---------------------------------------------------------------------------
     def apply(self, changes: Sequence[Change], annotator: str, kind: str = "decide") -> ActionResult:
@@ -211,7 +214,7 @@ def open_decisions(project, dim: int, model: str | None = None, client=None) -> 
     :func:`~vss_core.redis.project.open_project` (on ``client``, or a new connection)."""
     from vss_core.redis.project import open_project
 
-    return Decisions.of(open_project(project, dim, model, client=client))
+    return Decisions.of(open_project(project, dim, model, client=client), project.promote)
 
 
 def decisions_over(store: VectorStore, project) -> Decisions:

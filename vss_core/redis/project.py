@@ -19,17 +19,17 @@ __all__ = ["ProjectStores", "open_project"]
 
 
 class ProjectStores:
-    """A project's client, layout and exemplar store, and its review pool (created or attached on first
-    use: the REST service, which never reviews, does not add a pool index to a fastapi-vss database).
-    Thread-safe: one instance is shared by every session of the app."""
+    """A project's client, layout and exemplar store, and its review pool (``pool``, or created or attached
+    on first use for ``dim``-d vectors of ``model``: the REST service, which never reviews, does not add a
+    pool index to a fastapi-vss database).  Thread-safe: one instance is shared by every session of the app."""
 
-    def __init__(self, project, client: redis.Redis, exemplars: VectorStore, dim: int, model: str):
-        self.project = project
+    def __init__(self, client: redis.Redis, layout: ProjectLayout, exemplars: VectorStore, pool: PoolStore | None = None,
+                 dim: int | None = None, model: str | None = None):
         self.client = client
+        self.layout = layout
         self.exemplars = exemplars
-        self.layout: ProjectLayout = layout_for(project)
         self.dim, self.model = dim, model
-        self._pool: PoolStore | None = None
+        self._pool = pool
         self._lock = threading.Lock()
 
     @property
@@ -55,4 +55,4 @@ def open_project(project, dim: int, model: str | None = None, client: redis.Redi
 
     client = client or connect(project)
     model = model or project.model
-    return ProjectStores(project, client, open_store(project, dim, model, client=client), dim, model)
+    return ProjectStores(client, layout_for(project), open_store(project, dim, model, client=client), dim=dim, model=model)
