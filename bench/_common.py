@@ -26,7 +26,6 @@ from PIL import Image, ImageDraw  # noqa: E402
 from tests.fixtures_models import natural_image  # noqa: E402,F401  (the tests' photo-like images)
 from vss_core.timeutil import now_iso  # noqa: E402
 
-
 # ---------------------------------------------------------------- machine, results, tables
 
 def machine() -> dict:

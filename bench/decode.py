@@ -35,8 +35,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def decoders(processor):
-    from vss_core.files import images
     from vss_core.embed.preprocess import make_preprocessor
+    from vss_core.files import images
 
     torch_path, pil_path = make_preprocessor(processor, torch_resize=True), make_preprocessor(processor, torch_resize=False)
     reference = make_preprocessor(processor, fast=False)

@@ -83,8 +83,8 @@ def profile_preprocess(paths: list[Path], top: int = 8) -> None:
 
 def bench_model(kind: str, paths: list[Path], args, client, tmp: Path) -> tuple[list[dict], dict]:
     from vss_core.embed.embedder import Embedder
-    from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import Record, VectorStore
+    from vss_core.redis.schema import project_layout
 
     model_dir = common.save_model(kind, tmp / kind)
     fast = Embedder(model_dir, device="cpu", batch_size=args.batch, fast=True)

@@ -31,8 +31,8 @@ def records(vectors: np.ndarray, labels: int = 50, start: int = 0) -> list:
 
 
 def fresh_store(client, dim: int, algorithm: str):
-    from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import VectorStore
+    from vss_core.redis.schema import project_layout
 
     client.flushall()
     store = VectorStore(client, project_layout(algorithm=algorithm, hnsw={"M": 16, "EF_CONSTRUCTION": 200,

@@ -183,8 +183,8 @@ def main() -> None:
     args = parser.parse_args()
     efs = [int(v) for v in args.ef.split(",") if v]
     sizes = [int(v) for v in args.recall_sizes.split(",") if v]
-    from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import VectorStore
+    from vss_core.redis.schema import project_layout
 
     started = time.perf_counter()
     result = {"n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k, "hnsw": HNSW, "recall": {}}

@@ -21,15 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 import _common as common  # noqa: E402
+import numpy as np  # noqa: E402
 from mining import World  # noqa: E402
 
 
 def fill(d, world: World, n_pool: int, n_ex: int) -> None:
-    from vss_core.redis.schema import PREDICTED, TAG, VECTOR
     from vss_core.redis.exemplars import Record
+    from vss_core.redis.schema import PREDICTED, TAG, VECTOR
 
     classes = world.draw_known(n_ex)
     vectors = world.embed(world.latent(classes))
@@ -47,11 +46,11 @@ def main() -> None:
     parser.add_argument("--exemplars", type=int, default=20_000)
     parser.add_argument("--algorithm", default="HNSW", choices=["FLAT", "HNSW"])
     args = parser.parse_args()
-    from vss_core.mining import runs as mining_jobs
     from vss_core.labeling.decisions import Decisions
+    from vss_core.mining import runs as mining_jobs
+    from vss_core.redis.exemplars import VectorStore
     from vss_core.redis.pool import PoolStore
     from vss_core.redis.schema import project_layout
-    from vss_core.redis.exemplars import VectorStore
 
     with tempfile.TemporaryDirectory(prefix="vss-mine-") as tmp, common.embedded_redis(tmp) as client:
         layout = project_layout(algorithm=args.algorithm, hnsw={"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 50})

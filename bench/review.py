@@ -51,8 +51,8 @@ def setup(root: Path, n_images: int):
                                        f"  threshold: 0.8\n  data_roots: [{root / 'images'}]\n")
     os.environ.update(CONFIG_PATH=str(config), VSS_DATA_DIR=str(root / "data"), BATCH_SIZE="32")
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.loader import collect_folder, load_items
 
     project = load_projects().get(PROJECT)
@@ -113,8 +113,8 @@ def actions(queries) -> dict:
 def fill_pool(d, n: int, sources: list[Path]) -> None:
     import numpy as np
 
-    from vss_core.redis.pool import Prediction
     from vss_core.labeling.suggestions import suggestion_fields
+    from vss_core.redis.pool import Prediction
     from vss_core.redis.search_index import Neighbor
 
     clear_pool(d)

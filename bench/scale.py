@@ -76,8 +76,8 @@ def memory_mb(client, index: str) -> dict:
 
 
 def load(client, gen: Clusters, n: int, algorithm: str, hnsw: dict, truth: ExactTopK | None, label: str) -> dict:
-    from vss_core.redis.schema import project_layout
     from vss_core.redis.exemplars import VectorStore
+    from vss_core.redis.schema import project_layout
 
     client.flushall()
     base = {"used_memory_mb": client.info("memory")["used_memory"] / 2**20}

@@ -103,8 +103,8 @@ def setup_project(kind: str, tmp: Path, exemplars: int):
 
     Hold the client: the embedded server stops when the last process connected to it exits."""
     from vss_core.config.projects import load_projects
-    from vss_core.redis.server import connect
     from vss_core.redis.exemplars import Record, open_store
+    from vss_core.redis.server import connect
 
     model = common.save_model(kind, tmp / f"model-{kind}")
     config = tmp / "config"

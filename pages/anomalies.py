@@ -4,10 +4,10 @@ import streamlit as st
 
 from ui import mining_view, sidebar, state
 from ui.plain import md
-from vss_core.labeling import labelsheet
-from vss_core.mining import runs as mining_jobs
-from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
+from vss_core.labeling import labelsheet
+from vss_core.labeling.decisions import Change
+from vss_core.mining import runs as mining_jobs
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import ANOMALY, NORMAL
 

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from ui import map_view, mining_view, rare_view, resources, sidebar, state
-from vss_core.mining import scores as mining
 from vss_core.mining import runs as mining_jobs
+from vss_core.mining import scores as mining
 
 MAP_ID = "map_id"
 

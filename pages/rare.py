@@ -3,8 +3,8 @@
 import streamlit as st
 
 from ui import mining_view, rare_view, sidebar
-from vss_core.mining import runs as mining_jobs
 from vss_core.labeling.predict import threshold_of
+from vss_core.mining import runs as mining_jobs
 
 sidebar.frame()
 ctx, d = mining_view.page(

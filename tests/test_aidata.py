@@ -13,17 +13,17 @@ import pytest
 
 from tests.fixtures_redis import make_project
 from tests.peers import aidata_wrapper, fastapi_vss_predictor
-from vss_core.redis import migrations
-from vss_core.labeling.decisions import open_decisions
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch
+from vss_core.labeling.decisions import open_decisions
 from vss_core.labeling.labelsheet import to_csv
 from vss_core.labeling.loader import collect_folder, load_items
-from vss_core.mining.runs import MISLABEL, exemplar_batches, ranked, score_mislabel
 from vss_core.labeling.predict import collect_images, predict_paths
-from vss_core.redis.schema import LAYOUT_VERSION
 from vss_core.labeling.search import search
+from vss_core.mining.runs import MISLABEL, exemplar_batches, ranked, score_mislabel
+from vss_core.redis import migrations
 from vss_core.redis.exemplars import VectorStore, open_store
+from vss_core.redis.schema import LAYOUT_VERSION
 
 
 @pytest.fixture(scope="module")

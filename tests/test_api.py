@@ -77,8 +77,8 @@ def api_setup(tmp_path_factory, tiny_vit_dir, image_folder):
     from vss_core.config.projects import load_projects
     from vss_core.embed.embedder import Embedder
     from vss_core.labeling.loader import collect_folder, load_items
-    from vss_core.redis.server import embedded_server
     from vss_core.redis.exemplars import open_store
+    from vss_core.redis.server import embedded_server
 
     base = tmp_path_factory.mktemp("api")
     config = base / "config"

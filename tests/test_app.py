@@ -82,9 +82,9 @@ def run_until(at: AppTest, predicate, timeout: float = 30.0) -> AppTest:
 
 def load_exemplars(setup, project_name: str, folder: Path | None = None):
     """Load exemplars through the real loader and store (as the CLI would)."""
-    from vss_core.labeling import loader
     from vss_core.config.projects import load_projects
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling import loader
     from vss_core.redis.exemplars import open_store
 
     project = load_projects(setup.config).projects[project_name]

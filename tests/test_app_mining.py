@@ -15,8 +15,8 @@ from tests.test_app_review import PROJECT, clean_project, metric  # noqa: F401  
 @pytest.fixture
 def pool(app_env, clean_project, tmp_path):  # noqa: F811
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.predict import collect_images, predict_paths
 
     load_exemplars(app_env, PROJECT)

@@ -173,9 +173,9 @@ def test_stale_suggestions_are_marked_and_refreshed_by_a_resuggest_job(app_env, 
 
 
 def test_the_exemplar_audit_page_says_when_its_ranking_is_stale(app_env, clean_project):
-    from vss_core.mining import runs as mining_jobs
     from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.exemplar_review import ExemplarReview
+    from vss_core.mining import runs as mining_jobs
 
     load_exemplars(app_env, PROJECT)
     d = open_decisions(clean_project, 32)

@@ -299,8 +299,8 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     from playwright.sync_api import expect
 
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.labeling.predict import collect_images, predict_paths
 

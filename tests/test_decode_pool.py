@@ -13,8 +13,8 @@ import pytest
 from tests.fixtures_models import encode, label_image, natural_image, vit_processor
 from vss_core.embed.decode_pool import ProcessDecoder
 from vss_core.embed.embedder import Embedder
-from vss_core.errors import ConfigError
 from vss_core.embed.preprocess import make_preprocessor
+from vss_core.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from PIL import Image
 
 from tests.fixtures_models import dinov2_processor, encode, label_image, natural_image, vit_processor
 from tests.test_images import bad_files, with_orientation
-from vss_core.files import images
-from vss_core.embed.embedder import EmbedResult, Embedder
-from vss_core.errors import ConfigError, ImageError, ModelLoadError
+from vss_core.embed.embedder import Embedder, EmbedResult
 from vss_core.embed.preprocess import FastPath, ProcessorPath, make_preprocessor, unsupported_reason
+from vss_core.errors import ConfigError, ImageError, ModelLoadError
+from vss_core.files import images
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 

@@ -10,13 +10,13 @@ import pytest
 from tests.test_app import EXEMPLARS, load_exemplars, open_app, texts
 from tests.test_invariant import DIM, _current, check_invariant, small  # noqa: F401  (fixture)
 from tests.test_store import fastapi_vss_index, fastapi_vss_write, retired, review_of
-from vss_core.redis import generation
-from vss_core.labeling.decisions import Change, decisions_over
 from vss_core.errors import InputError
+from vss_core.labeling.decisions import Change, decisions_over
 from vss_core.labeling.exemplar_review import RETIRE_CHUNK, ExemplarReview
+from vss_core.redis import generation
+from vss_core.redis.exemplars import Record
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, TAG_SEPARATOR
-from vss_core.redis.exemplars import Record
 
 PROJECT = "beta"  # an app project no other test file keeps state in (test_app.py empties it before each test)
 REVIEW = "pages/review.py"
@@ -148,8 +148,8 @@ def promoted_app(app_env):
     of them accepted (promoted to an exemplar)."""
     from ui import resources
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.predict import collect_images, predict_paths
     from vss_core.redis.server import connect
 

@@ -13,7 +13,6 @@ from vss_core.fastapi_vss.results import fastapi_result, write_result
 from vss_core.redis.exemplars import Neighbor
 
 
-
 def nb(label: str, id_: str, similarity: float) -> Neighbor:
     return Neighbor(key=f"doc:{label}:{id_}", label=label, id=id_, score=similarity, source="")
 

@@ -27,8 +27,8 @@ N_IMAGES = 1500
 def world(tmp_path, tiny_vit_dir, image_folder, monkeypatch):
     """A project on its own embedded server with exemplars, 20 predicted images, 3 decisions made."""
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.labeling.predict import collect_images, predict_paths
     from vss_core.redis.server import embedded_server
@@ -96,9 +96,9 @@ def test_redis_killed_mid_prediction_then_resumed(world):
 
 
 def test_redis_killed_mid_mining_then_rerun(world):
-    from vss_core.mining import runs as mining_jobs
     from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.predict import collect_images, predict_paths
+    from vss_core.mining import runs as mining_jobs
 
     project, embedder, d, images, env, decided = world
     predict_paths(collect_images(images), embedder, d.exemplars, d.pool)
@@ -134,8 +134,8 @@ def test_redis_killed_mid_mining_then_rerun(world):
 
 def test_job_owner_killed_mid_prediction_resumes_from_another_process(world):
     from vss_core.jobs import board as jobboard
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.jobs.registry import JobRegistry
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.predict import predict_job, threshold_of
     from vss_core.redis.server import connect
 
@@ -215,9 +215,9 @@ def small_disk(tmp_path):
 
 def test_disk_full_during_prediction_and_decisions_loses_nothing(small_disk, tiny_vit_dir, image_folder, tmp_path):
     from tests.fixtures_redis import make_project
-    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
     from vss_core.errors import VSSError
+    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.labeling.loader import collect_folder, load_items
     from vss_core.labeling.predict import collect_images, predict_paths
     from vss_core.redis.server import embedded_server

@@ -14,8 +14,8 @@ from tests.test_store import retired, review_of
 from vss_core.errors import InputError
 from vss_core.labeling.labels import MAX_LABEL_CHARS, csv_cell, validate_label
 from vss_core.labeling.loader import collect_csv, collect_folder, load_items
-from vss_core.redis.schema import TAG_SEPARATOR
 from vss_core.redis.exemplars import Record
+from vss_core.redis.schema import TAG_SEPARATOR
 
 
 @pytest.fixture(scope="module")

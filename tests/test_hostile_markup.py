@@ -50,11 +50,11 @@ def hostile(app_env, tmp_path, monkeypatch):
     file names are FILE-like, one decided by WHO, and exemplar-audit scores."""
     from ui import resources
     from vss_core.config.projects import load_projects
-    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.embed.embedder import Embedder
+    from vss_core.labeling.decisions import Change, open_decisions
     from vss_core.labeling.loader import collect_csv, load_items
-    from vss_core.mining.runs import score_mislabel
     from vss_core.labeling.predict import predict_paths
+    from vss_core.mining.runs import score_mislabel
     from vss_core.redis.server import connect, embedded_server
 
     root = tmp_path / "root"

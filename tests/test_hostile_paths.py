@@ -252,9 +252,9 @@ def test_in_the_app_thumbnails_are_checked_against_the_project_s_data_roots_and_
 def test_an_rq_chunk_binds_its_paths_to_the_roots_the_app_checked(world, embedder, vector_store):
     """Queued RQ chunks carry plain strings: the worker binds each path again, so a file swapped for a
     symlink after the app planned the chunk is refused when the worker opens it."""
-    from vss_core.labeling.loader import collected, load_items
     from vss_core.jobs.rq_jobs import roots_of
     from vss_core.jobs.rq_worker import bound_path
+    from vss_core.labeling.loader import collected, load_items
 
     vector_store.ensure_index(embedder.dim)
     with collected("folder", str(world.images), (world.root,)) as (items, refused):

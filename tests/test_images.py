@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_models import encode, label_image
-from vss_core.files import images
 from vss_core.errors import ImageError
+from vss_core.files import images
 
 # stored image = INVERSE[o](upright) so that applying EXIF orientation o gives back the upright image
 INVERSE = {

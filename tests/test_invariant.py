@@ -12,11 +12,11 @@ import redis
 
 from vss_core.labeling.decisions import Change, Decisions, open_decisions
 from vss_core.labeling.exemplar_review import ExemplarReview
+from vss_core.labeling.suggestions import suggestion_fields
+from vss_core.redis.exemplars import Record
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.pool import Prediction
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
-from vss_core.labeling.suggestions import suggestion_fields
-from vss_core.redis.exemplars import Record
 
 DIM = 8
 LABELS = ("circles", "squares", "stripes")
@@ -250,8 +250,8 @@ def dropping(small, embedded_redis):
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from vss_core.redis.pool import PoolStore
     from vss_core.redis.exemplars import VectorStore
+    from vss_core.redis.pool import PoolStore
 
     d, ids = small
     pool = redis.ConnectionPool(connection_class=DropExecReply, path=str(embedded_redis.socket_path), protocol=2,

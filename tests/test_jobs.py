@@ -5,7 +5,7 @@ import time
 import pytest
 
 from vss_core.errors import ImageError, JobError
-from vss_core.jobs.registry import (CANCELLED, DONE, FAILED, RUNNING, JobRegistry, JobSnapshot)
+from vss_core.jobs.registry import CANCELLED, DONE, FAILED, RUNNING, JobRegistry, JobSnapshot
 
 
 def wait_for(pred, timeout=5.0):

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from vss_core.jobs import board as jobboard
-from vss_core.errors import JobError
-from vss_core.jobs.registry import CANCELLED, DONE, INTERRUPTED, RUNNING, JobRegistry
 from tests.test_jobs import wait_for
+from vss_core.errors import JobError
+from vss_core.jobs import board as jobboard
+from vss_core.jobs.registry import CANCELLED, DONE, INTERRUPTED, RUNNING, JobRegistry
 
 
 @pytest.fixture
@@ -109,8 +109,8 @@ def test_the_exemplars_page_offers_resume_for_a_load_whose_process_died(app_env,
     from tests.test_app import EXEMPLARS, open_app, run_until
     from vss_core.config.projects import load_projects
     from vss_core.jobs.board import JobBoard
-    from vss_core.redis.server import connect
     from vss_core.redis.exemplars import connect_store
+    from vss_core.redis.server import connect
 
     project = load_projects(app_env.config).get("gamma")
     client = connect(project)

@@ -13,15 +13,15 @@ import pytest
 from tests.fixtures_models import LABELS, label_image
 from tests.fixtures_redis import make_project
 from tests.test_store import retired, review_of
-from vss_core.labeling.decisions import Change, open_decisions
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import IndexMismatch, InputError
+from vss_core.labeling.decisions import Change, open_decisions
 from vss_core.labeling.labelsheet import to_csv, to_fastapi_json, write_csv
 from vss_core.labeling.loader import collect_folder, load_items
-from vss_core.redis.pool import PoolFilter
 from vss_core.labeling.predict import collect_images, precheck, predict_paths
-from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, VECTOR
 from vss_core.redis.exemplars import Record
+from vss_core.redis.pool import PoolFilter
+from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, PREDICTED, VECTOR
 
 
 @pytest.fixture(scope="module")

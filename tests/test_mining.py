@@ -4,8 +4,8 @@ to the full-matrix path, grouping, the 2-D map and edge cases."""
 import numpy as np
 import pytest
 
-from vss_core.mining import scores as mining
 from vss_core.errors import InputError, VSSError
+from vss_core.mining import scores as mining
 
 
 def blobs(centers, per, spread, seed=0, dim=8):

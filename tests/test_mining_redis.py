@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_models import label_image
-from vss_core.mining import scores as mining
-from vss_core.mining import runs as mining_jobs
-from vss_core.labeling.decisions import open_decisions
 from vss_core.embed.embedder import Embedder
+from vss_core.labeling.decisions import open_decisions
 from vss_core.labeling.loader import collect_folder, load_items
-from vss_core.redis.pool import PoolFilter
 from vss_core.labeling.predict import predict_paths
+from vss_core.mining import runs as mining_jobs
+from vss_core.mining import scores as mining
+from vss_core.redis.pool import PoolFilter
 
 
 @pytest.fixture(scope="module")

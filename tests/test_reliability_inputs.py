@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from vss_core.files import images
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import ImageError, InputError
-from vss_core.labeling.loader import collect_csv, collect_folder, load_items
+from vss_core.files import images
 from vss_core.files.paths import path_text, read_regular_file, text_path
+from vss_core.labeling.loader import collect_csv, collect_folder, load_items
 from vss_core.labeling.search import search
 
 from .pngs import write_png

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from vss_core.redis import process as redis_process
-from vss_core.redis import server as redis_server
 from vss_core.config.projects import embedded_socket_path
 from vss_core.errors import RedisUnavailable
+from vss_core.redis import process as redis_process
+from vss_core.redis import server as redis_server
 from vss_core.redis.process import binaries
 from vss_core.redis.server import EmbeddedRedis, connect
 

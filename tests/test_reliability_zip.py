@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vss_core.files import archive
 from vss_core.embed.embedder import Embedder
 from vss_core.errors import InputError
+from vss_core.files import archive
 from vss_core.jobs.registry import DONE, FAILED, JobRegistry
 from vss_core.labeling.loader import collect_zip, load_job
 

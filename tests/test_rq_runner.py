@@ -68,8 +68,8 @@ def world(tmp_path, tiny_vit_dir, images, monkeypatch):
 
 
 def _start_load(project, registry, images) -> str:
-    from vss_core.labeling import loader
     from vss_core.jobs import runner
+    from vss_core.labeling import loader
 
     body = runner.job_body(project, "load", dict(source="folder", path=str(images), added_by="ana"),
                            lambda: pytest.fail("the rq runner must not build the thread body"))
@@ -164,9 +164,9 @@ def test_cancel_from_another_process_stops_both_workers(world, images):
 
 
 def test_predict_and_mine_run_on_a_worker(world, images, tiny_vit_dir):
+    from vss_core.embed.embedder import Embedder
     from vss_core.jobs import runner
     from vss_core.labeling.decisions import open_decisions
-    from vss_core.embed.embedder import Embedder
     from vss_core.labeling.loader import collect_folder, load_items
 
     project, client, registry, start_workers = world

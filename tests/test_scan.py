@@ -9,13 +9,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vss_core.labeling.decisions import Decisions
 from vss_core.errors import SearchIncomplete
-from vss_core.redis.index_layout import value_after
+from vss_core.labeling.decisions import Decisions
 from vss_core.mining.runs import exemplar_batches
+from vss_core.redis.exemplars import Record, VectorStore
+from vss_core.redis.index_layout import value_after
 from vss_core.redis.pool import PoolFilter, PoolStore
 from vss_core.redis.schema import ACCEPTED, PREDICTED, TAG, VECTOR, project_layout
-from vss_core.redis.exemplars import Record, VectorStore
 
 N = 100_050
 ACCEPTED_EVERY = 2500  # ids 0, 2500, 5000, ...: 41 accepted, 100,009 predicted

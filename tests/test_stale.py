@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from tests.test_invariant import _current, small  # noqa: F401  (fixture)
-from vss_core.redis import generation
-from vss_core.mining import runs as mining_jobs
 from vss_core.labeling.decisions import Change
 from vss_core.labeling.exemplar_review import ExemplarReview
 from vss_core.labeling.resuggest import resuggest
-from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED
+from vss_core.mining import runs as mining_jobs
+from vss_core.redis import generation
 from vss_core.redis.exemplars import Record
+from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED
 
 
 def gen(d) -> int:
@@ -126,8 +126,8 @@ def test_a_cancelled_scoring_run_never_leaves_a_partial_ranking(small, monkeypat
 def test_a_pool_made_by_an_older_vss_gains_the_field_and_reads_as_stale(redis_project, redis_client):
     from dataclasses import replace
 
-    from vss_core.redis import migrations
     from vss_core.labeling.decisions import open_decisions
+    from vss_core.redis import migrations
     from vss_core.redis.index_layout import create_index
     from vss_core.redis.pool import PoolStore
     from vss_core.redis.schema import layout_for

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import redis
 
-from vss_core.labeling.decisions import Decisions
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
+from vss_core.labeling.decisions import Decisions
 from vss_core.labeling.exemplar_review import ExemplarReview
+from vss_core.redis.exemplars import Record, VectorStore, connect_store, open_store
 from vss_core.redis.pool import PoolStore
 from vss_core.redis.schema import project_layout
-from vss_core.redis.exemplars import Record, VectorStore, connect_store, open_store
 
 DIM = 8
 SPECIAL = ["a", "b", "a,b", "a, b", "Cat", "cat", "x y", "x:y", "x-y", "ünï", "b|c", "{q}",

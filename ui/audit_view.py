@@ -12,7 +12,6 @@ from vss_core.errors import VSSError
 from vss_core.labeling.exemplar_review import ExemplarReview
 
 
-
 def _do(d, what: str, key: str, label: str | None = None) -> None:
     review = ExemplarReview(d)
     try:

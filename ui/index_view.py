@@ -10,10 +10,10 @@ from ui.mining_view import undo_button
 from ui.plain import md
 from ui.review import flash, show_flash
 from ui.thumbs import thumb_cache
-from vss_core.redis import migrations
-from vss_core.labeling.decisions import decisions_over
 from vss_core.errors import VSSError
+from vss_core.labeling.decisions import decisions_over
 from vss_core.labeling.exemplar_review import RETIRE_CHUNK, ExemplarReview
+from vss_core.redis import migrations
 
 CONFIRM = "confirm_delete"   # holds "label:<label>" or "key:<redis key>" while asking
 BROWSE_PAGE = 24

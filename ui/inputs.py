@@ -9,8 +9,8 @@ import streamlit as st
 
 from vss_core.config.projects import ProjectConfig
 from vss_core.errors import InputError, PathNotAllowed, VSSError
-from vss_core.labeling.loader import content_id
 from vss_core.files.paths import atomic_write, checked_path, name_text, resolve_under_roots
+from vss_core.labeling.loader import content_id
 from vss_core.labeling.predict import collect_images
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]

@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 
 from ui import resources
-from vss_core.mining import scores as mining
 from vss_core.mining import runs as mining_jobs
+from vss_core.mining import scores as mining
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import VECTOR
 

@@ -10,10 +10,10 @@ import streamlit as st
 from ui import jobview, resources, state
 from ui.plain import md
 from ui.review import flash, show_flash, thumb_uri
-from vss_core.mining import runs as mining_jobs
+from vss_core.errors import VSSError
 from vss_core.jobs import runner
 from vss_core.labeling.decisions import Change
-from vss_core.errors import VSSError
+from vss_core.mining import runs as mining_jobs
 
 KIND = "mine"
 TITLES = {mining_jobs.NOVELTY: "novelty of the pool", mining_jobs.ANOMALY: "anomaly within a set",

@@ -8,9 +8,9 @@ import streamlit as st
 
 from ui import inputs, resources, state
 from ui.plain import md
-from vss_core.labeling import predict
-from vss_core.jobs import runner
 from vss_core.errors import VSSError
+from vss_core.jobs import runner
+from vss_core.labeling import predict
 
 KIND = "predict"
 SOURCES = {

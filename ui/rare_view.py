@@ -7,10 +7,10 @@ import streamlit as st
 from ui import mining_view, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
-from vss_core.mining import scores as mining
-from vss_core.mining import runs as mining_jobs
-from vss_core.labeling.decisions import Change
 from vss_core.errors import VSSError
+from vss_core.labeling.decisions import Change
+from vss_core.mining import runs as mining_jobs
+from vss_core.mining import scores as mining
 from vss_core.redis.pool import LEAST_CONFIDENT, PoolFilter
 from vss_core.redis.schema import ACCEPTED, DISMISSED, PREDICTED, RARE
 

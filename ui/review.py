@@ -11,12 +11,12 @@ import streamlit as st
 from ui import jobview, resources, state
 from ui.plain import md
 from ui.thumbs import thumb_cache
+from vss_core.errors import VSSError
 from vss_core.labeling.audit import describe
 from vss_core.labeling.decisions import Change
-from vss_core.errors import VSSError
-from vss_core.redis.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
 from vss_core.labeling.resuggest import KIND as RESUGGEST
 from vss_core.labeling.resuggest import resuggest_job
+from vss_core.redis.pool import BY_FILE, BY_SUGGESTION, LEAST_CONFIDENT, MOST_CONFIDENT, SORTS, PoolFilter
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, SKIPPED, STATUSES
 
 PAGE_SIZE = 100

@@ -9,10 +9,10 @@ import streamlit as st
 
 from ui import state
 from ui.review import flash, stale_notice
+from vss_core.errors import VSSError
 from vss_core.labeling import labelsheet
 from vss_core.labeling.audit import describe
 from vss_core.labeling.decisions import Change
-from vss_core.errors import VSSError
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, STATUSES
 

@@ -12,7 +12,6 @@ from vss_core.config.projects import ProjectConfig
 from vss_core.errors import VSSError
 from vss_core.redis.sizing import index_advice
 
-
 NAVIGATION = (
     ("app.py", "Search", ":material/image_search:"),
     ("pages/review.py", "Review", ":material/fact_check:"),

@@ -161,8 +161,8 @@ def cmd_knn(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from vss_core.labeling.decisions import open_decisions
     from vss_core.embed.embedder import for_project
+    from vss_core.labeling.decisions import open_decisions
     from vss_core.labeling.labelsheet import save_csv
     from vss_core.labeling.predict import collect_images, collect_paths_csv, precheck, predict_paths, threshold_of
     from vss_core.redis.exemplars import connect_store

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vss_core.files import images
 from vss_core.errors import ImageError
+from vss_core.files import images
 
 
 def one_torch_thread() -> None:

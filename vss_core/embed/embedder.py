@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 from vss_core.config import projects as config
-from vss_core.files import images
 from vss_core.embed import model_cache
 from vss_core.embed.decode_pool import ProcessDecoder, one_torch_thread
-from vss_core.errors import ConfigError, ImageError, ModelLoadError
 from vss_core.embed.preprocess import FastPath, make_preprocessor
+from vss_core.errors import ConfigError, ImageError, ModelLoadError
+from vss_core.files import images
 
 # torch's OpenMP threads otherwise spin-wait for work while the decode threads and Redis
 # need the cores (about 30% of the tiny-model pipeline on 2 cores); set before torch loads.

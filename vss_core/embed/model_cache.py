@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from vss_core.files.paths import atomic_write
 from vss_core.embed.preprocess import FastSpec
+from vss_core.files.paths import atomic_write
 
 FORMAT = 1
 FOLDER = ".model-cache"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vss_core.files import images
 from vss_core.errors import FileRefused
+from vss_core.files import images
 from vss_core.files.paths import read_regular_file
 
 _GENERIC_NAMES = {"ViTImageProcessor", "BitImageProcessor"}

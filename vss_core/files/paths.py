@@ -33,7 +33,7 @@ import urllib.parse
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from vss_core.errors import FileRefused, PathNotAllowed
 

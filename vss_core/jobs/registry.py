@@ -36,10 +36,10 @@ import redis
 from vss_core.errors import JobError, VSSError
 from vss_core.jobs.board import JobBoard
 from vss_core.jobs.state import (
-    ACTIVE_STATES, CANCELLED, DONE, ERROR_SAMPLE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED,
-    RUNNING, JobSnapshot, remove_old_errors, snapshot_of, to_record,
-)
+    ACTIVE_STATES, CANCELLED, DONE, ERROR_SAMPLE, EXCLUSIVE_KINDS, FAILED, FINAL_STATES, INTERRUPTED, QUEUED, RUNNING,
+    JobSnapshot)
 from vss_core.jobs.state import LiveJob as _Job
+from vss_core.jobs.state import remove_old_errors, snapshot_of, to_record
 
 __all__ = [
     "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "INTERRUPTED", "ACTIVE_STATES", "FINAL_STATES",

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from vss_core.errors import JobError
+from vss_core.jobs.rq_worker import RESULT_TTL_S, load_chunk, mine_chunk, predict_chunk
 from vss_core.redis.schema import rq_cancel_key as _cancel_key
 from vss_core.redis.schema import rq_progress_key as _progress_key
 from vss_core.redis.schema import rq_queue_name as queue_name
 from vss_core.redis.server import connect
-from vss_core.jobs.rq_worker import RESULT_TTL_S, load_chunk, mine_chunk, predict_chunk
 
 __all__ = ["distributed", "queue_name", "CHUNK_RETRIES"]
 

@@ -22,10 +22,10 @@ import redis
 
 from vss_core.errors import VSSError
 from vss_core.jobs.board import OWNER
-from vss_core.redis.server import connect
 from vss_core.redis.schema import rq_cancel_key as _cancel_key
 from vss_core.redis.schema import rq_progress_key as _progress_key
 from vss_core.redis.schema import rq_queue_name as queue_name
+from vss_core.redis.server import connect
 
 __all__ = ["run_worker", "load_chunk", "predict_chunk", "mine_chunk", "DEFAULT_HEARTBEAT_S", "RESULT_TTL_S"]
 

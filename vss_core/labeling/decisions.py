@@ -16,16 +16,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from vss_core.labeling.audit import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
 from vss_core.errors import InputError
+from vss_core.labeling.audit import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
 from vss_core.labeling.exemplar_owner import PoolExemplars, public, same_state
 from vss_core.labeling.exemplar_review import ExemplarReview
-from vss_core.redis.index_layout import as_text
 from vss_core.labeling.labels import validate_label
+from vss_core.redis.exemplars import VectorStore
+from vss_core.redis.index_layout import as_text
 from vss_core.redis.pool import PoolStore
 from vss_core.redis.project import ProjectStores
 from vss_core.redis.schema import ACCEPTED, CORRECTED, DUBIOUS, FLAGS, PREDICTED, SKIPPED, STATUSES, ProjectLayout
-from vss_core.redis.exemplars import VectorStore
 from vss_core.timeutil import now_iso
 
 

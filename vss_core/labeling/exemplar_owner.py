@@ -22,11 +22,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from vss_core.redis import generation
 from vss_core.errors import VSSError
+from vss_core.redis import generation
+from vss_core.redis.exemplars import Record, VectorStore
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
-from vss_core.redis.exemplars import Record, VectorStore
 from vss_core.timeutil import now_iso
 
 STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")

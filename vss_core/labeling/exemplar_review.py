@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from vss_core.labeling.audit import ActionResult, Conflict, check_annotator
-from vss_core.redis.index_layout import as_text
 from vss_core.labeling.labels import validate_label
+from vss_core.redis.index_layout import as_text
 from vss_core.timeutil import now_iso
 
 KEEP, RELABEL, RETIRE = "keep", "relabel", "retire"

@@ -15,8 +15,8 @@ from typing import Iterable, Iterator
 
 from vss_core.errors import VSSError
 from vss_core.fastapi_vss.results import fastapi_result, write_result
-from vss_core.labeling.labels import csv_cell
 from vss_core.files.paths import atomic_write
+from vss_core.labeling.labels import csv_cell
 from vss_core.redis.pool import PoolFilter, PoolItem, PoolStore
 from vss_core.redis.search_index import Neighbor
 

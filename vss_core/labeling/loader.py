@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
-from vss_core.files.archive import extract_zip
 from vss_core.chunks import each_chunk
 from vss_core.errors import FileRefused, InputError, PathNotAllowed
+from vss_core.files.archive import extract_zip
 from vss_core.files.images import MAX_FILE_BYTES
-from vss_core.labeling.labels import validate_label
 from vss_core.files.paths import CheckedPath, checked_path, name_text, open_regular_file, path_text, read_regular_file
+from vss_core.labeling.labels import validate_label
 from vss_core.redis.exemplars import Record
 
 CHUNK = 512

@@ -12,11 +12,11 @@ from typing import Callable, Sequence
 
 from vss_core.chunks import each_chunk
 from vss_core.errors import FileRefused, InputError, PathNotAllowed
-from vss_core.labeling.loader import file_id, files_under, read_csv_rows
 from vss_core.files.paths import checked_path, name_text, path_text
-from vss_core.redis.pool import PoolStore, Prediction
+from vss_core.labeling.loader import file_id, files_under, read_csv_rows
 from vss_core.labeling.suggestions import suggestion_fields
 from vss_core.redis.exemplars import VectorStore
+from vss_core.redis.pool import PoolStore, Prediction
 
 CHUNK = 256
 DEFAULT_TOP_N = 5

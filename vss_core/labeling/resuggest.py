@@ -13,9 +13,9 @@ from typing import Callable
 
 from vss_core.chunks import each_chunk
 from vss_core.errors import InputError
+from vss_core.labeling.suggestions import suggestion_fields
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import PREDICTED
-from vss_core.labeling.suggestions import suggestion_fields
 
 KIND = "resuggest"
 CHUNK = 500

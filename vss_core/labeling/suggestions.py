@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from vss_core.redis.schema import TAG
 from vss_core.labeling.search import Vote, label_weights, vote
+from vss_core.redis.schema import TAG
 from vss_core.redis.search_index import Neighbor
 
 DISAGREE_SHARE = 0.5

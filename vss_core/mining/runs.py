@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from vss_core.mining import scores as mining
 from vss_core.chunks import each_chunk
 from vss_core.errors import InputError
+from vss_core.mining import scores as mining
 from vss_core.redis.index_layout import as_text
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.project import ProjectStores

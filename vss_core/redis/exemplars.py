@@ -23,8 +23,8 @@ from typing import Any, Iterable
 
 import redis
 
-from vss_core.redis import generation
 from vss_core.errors import SearchIncomplete, VSSError
+from vss_core.redis import generation
 from vss_core.redis.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index, value_after
 from vss_core.redis.schema import EXEMPLAR_FIELDS, LABEL, TAG, VECTOR, IndexSchema, layout_for, project_layout
 from vss_core.redis.search_index import BATCH, DEFAULT_TIMEOUT_MS, IndexInfo, Neighbor, SearchIndex

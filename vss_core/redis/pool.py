@@ -13,8 +13,8 @@ from typing import Iterable, Iterator, Sequence
 
 import redis
 
-from vss_core.redis import generation
 from vss_core.errors import InputError
+from vss_core.redis import generation
 from vss_core.redis.index_layout import as_pairs, as_text, escape_tag, guard, is_missing_index
 from vss_core.redis.schema import POOL_SUFFIX, PREDICTED, TAG, VECTOR, IndexSchema, layout_for
 from vss_core.redis.search_index import BATCH, DEFAULT_TIMEOUT_MS, SearchIndex

@@ -15,8 +15,9 @@ import numpy as np
 import redis
 
 from vss_core.errors import IndexMismatch, SearchIncomplete, VSSError
-from vss_core.redis.index_layout import (IndexLayout, add_missing_fields, as_text, create_index, exchange, glob_escape, guard,
-                           is_missing_index, read_layout, resp2, value_after)
+from vss_core.redis.index_layout import (
+    IndexLayout, add_missing_fields, as_text, create_index, exchange, glob_escape, guard, is_missing_index, read_layout,
+    resp2, value_after)
 from vss_core.redis.schema import DATA_TYPE, LABEL, METRIC, TAG_SEPARATOR, VECTOR, IndexSchema
 
 DEFAULT_TIMEOUT_MS = 60_000

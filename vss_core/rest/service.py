@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from vss_core.rest.batching import Batcher
-from vss_core.config.projects import DEFAULT_BATCH_SIZE, ProjectConfig, ProjectSet, batch_size, load_projects
 from vss_core.config.keys import shown
+from vss_core.config.projects import DEFAULT_BATCH_SIZE, ProjectConfig, ProjectSet, batch_size, load_projects
 from vss_core.errors import ConfigError, InputError, JobError, VSSError
 from vss_core.fastapi_vss.results import embed_result, write_result
 from vss_core.files.images import MAX_FILE_BYTES
 from vss_core.jobs.board import FINISHED_TTL_S
 from vss_core.jobs.registry import JobRegistry, JobSnapshot
+from vss_core.rest.batching import Batcher
 
 __all__ = ["Service", "Upload", "RESULT_TTL_ENV", "JOB_TIMEOUT_S", "MAX_TOP_N", "MAX_UPLOAD_BYTES",
            "top_n_error"]
@@ -189,8 +189,8 @@ class Service:
     # -- listings ------------------------------------------------------------
     def ids(self, name: str, limit: int = IDS_LIMIT) -> dict:
         """Up to ``limit`` exemplar ids and their labels: ``{"ids": [...], "classes": [...]}``."""
-        from vss_core.redis.schema import layout_for
         from vss_core.redis.exemplars import VectorStore
+        from vss_core.redis.schema import layout_for
 
         store = VectorStore(self.client(name), layout_for(self.projects[name]).exemplars)
         ids, classes = [], []
