@@ -242,8 +242,29 @@ def test_relative_model_path_resolves_against_the_file(tmp_path):
     assert result.projects["a"].model == str((tmp_path / "cfg" / "models" / "mine").resolve())
     assert result.projects["b"].model == str((tmp_path / "cfg" / "models" / "missing").resolve())
     assert result.projects["c"].model == "google/vit-base-patch16-224"
-    assert result.projects["c"].threshold == 0.9 and result.projects["c"].promote is True
+    assert result.projects["c"].threshold == 0.9 and result.projects["c"].promote == {"single", "page", "group"}
     assert any("vss.promote" in str(e) for e in result.errors)
+
+
+@pytest.mark.parametrize("value,policy", [("true", {"single", "page", "group"}), ("false", set()),
+                                          ("[single, Bulk]", {"single", "bulk"}), ("[]", set())])
+def test_promotion_policy_says_which_decisions_make_exemplars(tmp_path, value, policy):
+    from vss_core.config.keys import describe_policy
+    from vss_core.config.projects import load_projects
+
+    (tmp_path / "p.yaml").write_text(f"vss: {{project: p, model: m, promote: {value}}}\n")
+    project = load_projects(tmp_path).get("p")
+    assert project.promote == policy
+    assert ("bulk decisions stay in the pool only" in describe_policy(project.promote)) == ("bulk" not in policy
+                                                                                           and bool(policy))
+
+
+def test_a_promotion_policy_naming_an_unknown_way_names_the_key(tmp_path):
+    from vss_core.config.projects import load_projects
+
+    (tmp_path / "p.yaml").write_text("vss: {project: p, model: m, promote: [single, everything]}\n")
+    result = load_projects(tmp_path)
+    assert "p" not in result.projects and "vss.promote" in str(result.errors[0]) and "bulk" in str(result.errors[0])
 
 
 def test_a_missing_relative_model_names_the_absolute_path(tmp_path):

@@ -76,11 +76,39 @@ def jobs(reader: Reader) -> dict:
     return {"runner": runner, "chunk_size": chunk}
 
 
-def promote(reader: Reader) -> bool:
+SINGLE, PAGE, GROUP, BULK = "single", "page", "group", "bulk"
+HOWS = (SINGLE, PAGE, GROUP, BULK)
+"""How a review decision was made: one image looked at, a page of tiles on screen, a group listed in full,
+or a bulk action over a filter (after its preview)."""
+DEFAULT_PROMOTE = frozenset({SINGLE, PAGE, GROUP})
+
+
+def promote(reader: Reader) -> frozenset[str]:
+    """``vss.promote``: which decisions make exemplars of the images they accept.  ``true`` (the default) is
+    single, page and group decisions; ``false`` none; or a list of ``single``, ``page``, ``group``, ``bulk``."""
     value = (reader.section("vss") or {}).get("promote", True)
-    if not isinstance(value, bool):
-        raise reader.fail("vss.promote", f"must be true or false, got {value!r}")
-    return value
+    if isinstance(value, bool):
+        return DEFAULT_PROMOTE if value else frozenset()
+    if isinstance(value, list) and all(isinstance(v, str) and v.strip().lower() in HOWS for v in value):
+        return frozenset(v.strip().lower() for v in value)
+    raise reader.fail("vss.promote", f"must be true, false or a list of {', '.join(HOWS)}, got {shown(value)}")
+
+
+def promotion_policy(value) -> frozenset[str]:
+    """A promotion policy from ``True``/``False`` (as older callers pass it) or a set of hows."""
+    if isinstance(value, bool):
+        return DEFAULT_PROMOTE if value else frozenset()
+    return frozenset(value)
+
+
+def describe_policy(policy) -> str:
+    """The policy in words, for the pages and the CLI."""
+    hows = [h for h in HOWS if h in promotion_policy(policy)]
+    if not hows:
+        return "no decision makes an exemplar (vss.promote: false)"
+    rest = [h for h in HOWS if h not in hows]
+    text = f"{', '.join(hows)} decisions make exemplars"
+    return text + (f"; {', '.join(rest)} decisions stay in the pool only" if rest else "") + " (vss.promote)"
 
 
 def algorithm(reader: Reader) -> str:

@@ -25,7 +25,7 @@ import yaml
 
 from vss_core.config import keys
 from vss_core.config import remote as remote_config
-from vss_core.config.keys import HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
+from vss_core.config.keys import DEFAULT_PROMOTE, HNSW_DEFAULTS, JOBS_DEFAULTS, Reader, shown
 from vss_core.errors import ConfigError, FileRefused
 from vss_core.files.paths import read_regular_file
 
@@ -130,7 +130,7 @@ class ProjectConfig:
     device: str = "auto"
     data_roots: tuple[Path, ...] = ()
     threshold: float | None = None
-    promote: bool = True
+    promote: frozenset = DEFAULT_PROMOTE  # which decisions make exemplars (config.keys.promote)
     notice: str | None = None
     """Set when the project runs on a kept copy of its unreachable ``config_url`` (says so)."""
     jobs: dict = field(default_factory=lambda: dict(JOBS_DEFAULTS))

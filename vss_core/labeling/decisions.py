@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
+from vss_core.config.keys import HOWS, SINGLE, promotion_policy
 from vss_core.errors import InputError
 from vss_core.labeling.audit import ActionResult, AuditLog, Conflict, HistoryEntry, check_annotator
 from vss_core.labeling.exemplar_owner import PoolExemplars, public, same_state
@@ -34,13 +35,16 @@ class Change:
     """Set image ``id`` to ``status``, ``label`` and ``flag`` (None keeps the current one).
 
     ``expected_version`` is the version the annotator saw; None means "only if still undecided".
-    ``flag`` marks what mining found (``rare``, ``anomaly``, ``normal``, ``dismissed``; "" clears it)."""
+    ``flag`` marks what mining found (``rare``, ``anomaly``, ``normal``, ``dismissed``; "" clears it).
+    ``how`` says how it was decided (:data:`~vss_core.config.keys.HOWS`: one image, a page of tiles, a group
+    listed in full, a bulk action after its preview); the project's promotion policy reads it."""
 
     id: str
     status: str | None
     label: str | None = None
     expected_version: int | None = None
     flag: str | None = None
+    how: str = SINGLE
 
     def after(self, current: dict, annotator: str, now: str) -> dict:
         """The state this change leads to; accepting under another label is a correction."""
@@ -50,26 +54,27 @@ class Change:
             status = CORRECTED
         flag = current.get("flag", "") if self.flag is None else self.flag
         return {"label": label, "status": status, "flag": flag, "annotator": annotator, "decided_at": now,
-                "decided_ts": time.time()}
+                "decided_ts": time.time(), "how": self.how}
 
 
 class Decisions:
     """Decisions on one project's pool; ``stores`` is the :class:`~vss_core.redis.project.ProjectStores`
     they act on (what mining and the views read)."""
 
-    def __init__(self, pool: PoolStore, exemplars: VectorStore, layout: ProjectLayout, promote: bool = True):
+    def __init__(self, pool: PoolStore, exemplars: VectorStore, layout: ProjectLayout, promote=True):
         self.pool = pool
         self.exemplars = exemplars
         self.layout = layout
-        self.promote = promote
+        self.promote = promotion_policy(promote)  # the hows that make exemplars (True: the default policy)
         self.client = pool.client
         self.stores = ProjectStores(self.client, layout, exemplars, pool=pool)
         self.log = AuditLog(self.client, layout)
         self.owner = PoolExemplars(pool, exemplars, layout, promote)
 
     @classmethod
-    def of(cls, stores: ProjectStores, promote: bool) -> "Decisions":
-        """Decisions over ``stores``, promoting accepted pool images to exemplars if ``promote``."""
+    def of(cls, stores: ProjectStores, promote) -> "Decisions":
+        """Decisions over ``stores``; accepted pool images decided in one of the ways in ``promote``
+        (the project's ``vss.promote`` policy) become exemplars."""
         decisions = cls(stores.pool, stores.exemplars, stores.layout, promote=promote)
         decisions.stores = stores
         return decisions
@@ -82,6 +87,8 @@ class Decisions:
         for change in changes:
             if change.status is not None and change.status not in STATUSES:
                 raise InputError(f"unknown status {change.status!r} for image {change.id}")
+            if change.how not in HOWS:
+                raise InputError(f"unknown way of deciding {change.how!r} for image {change.id} (known: {', '.join(HOWS)})")
             if change.flag is not None and change.flag not in FLAGS:
                 raise InputError(f"unknown flag {change.flag!r} for image {change.id} (known: {', '.join(FLAGS)})")
             if change.label is not None:
@@ -183,7 +190,7 @@ class _Restore:
     def after(self, current: dict, annotator: str, now: str) -> dict:
         return {"label": self.state["label"], "status": self.state["status"], "flag": self.state.get("flag", ""),
                 "annotator": self.state.get("annotator", ""), "decided_at": self.state.get("decided_at", ""),
-                "decided_ts": 0}
+                "decided_ts": 0, "how": self.state.get("how", ""), "restores_exemplar": bool(self.state.get("exemplar"))}
 
 
 def _conflict(id: str, target, state: dict | None) -> str | None:

@@ -26,11 +26,12 @@ from vss_core.errors import VSSError
 from vss_core.redis import generation
 from vss_core.redis.exemplars import Record, VectorStore
 from vss_core.redis.index_layout import as_text
+from vss_core.config.keys import SINGLE, promotion_policy
 from vss_core.redis.schema import CORRECTED, DUBIOUS, PROMOTED_STATUSES, TAG, VECTOR, ProjectLayout
 from vss_core.timeutil import now_iso
 
-STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "source", "model")
-PUBLIC_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar")
+STATE_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "how", "source", "model")
+PUBLIC_FIELDS = ("label", "status", "flag", "annotator", "decided_at", "version", "exemplar", "how")
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,20 @@ class Link:
 class PoolExemplars:
     """Exemplars of one project's pool images."""
 
-    def __init__(self, pool, exemplars: VectorStore, layout: ProjectLayout, promote: bool = True):
+    def __init__(self, pool, exemplars: VectorStore, layout: ProjectLayout, promote=True):
         self.pool = pool
         self.exemplars = exemplars
         self.layout = layout
-        self.promote = promote
+        self.promote = promotion_policy(promote)
+
+    def promotes(self, after: dict) -> bool:
+        """Whether the state ``after`` makes an exemplar: an accepted label decided in a way the policy promotes;
+        a state restored by undo or revert has the exemplar it had (``restores_exemplar``)."""
+        if after["status"] not in PROMOTED_STATUSES:
+            return False
+        if "restores_exemplar" in after:
+            return bool(after["restores_exemplar"])
+        return (after.get("how") or SINGLE) in self.promote
 
     def read(self, pipe, id: str) -> dict | None:
         """The state of pool image ``id`` (None when it is not in the pool); the caller WATCHes its key."""
@@ -69,7 +79,7 @@ class PoolExemplars:
         have (inside the WATCH, before MULTI); returns the pool vector to promote, or None."""
         before["exemplar"] = current = self._owned(pipe, id, before.get("exemplar") or "")
         wanted = ""
-        if after["status"] in PROMOTED_STATUSES and self.promote:
+        if self.promotes(after):
             wanted = self.exemplars.key_for(after["label"], id)
         if wanted and wanted != current:
             pipe.watch(wanted)
@@ -100,7 +110,8 @@ class PoolExemplars:
         pipe.hset(self.pool.key_for(id), mapping={
             TAG: after["label"], "label": after["label"], "status": after["status"], "flag": after.get("flag", ""),
             "annotator": after["annotator"], "decided_at": after["decided_at"],
-            "decided_ts": after.get("decided_ts", 0), "version": after["version"], "exemplar": after["exemplar"]})
+            "decided_ts": after.get("decided_ts", 0), "version": after["version"], "exemplar": after["exemplar"],
+            "how": after.get("how", "")})
 
     # -- the exemplar audit ------------------------------------------------------------------------------
     def plan_move(self, pipe, key: str, new_key: str, recorded: tuple[dict, dict] | None, annotator: str,

@@ -21,7 +21,7 @@ from vss_core.redis.pool import PoolFilter, PoolItem, PoolStore
 from vss_core.redis.search_index import Neighbor
 
 COLUMNS = ("path", "label", "score", "status", "share", "margin", "suggestion", "uncertain", "flag", "annotator",
-           "time", "model", "id")
+           "time", "model", "id", "how", "exemplar")
 PAGE = 1000
 
 
@@ -35,7 +35,8 @@ def row(item: PoolItem) -> dict:
     cells = {"path": item.source, "label": item.label, "score": f"{item.best:.6f}", "status": item.status,
              "share": f"{item.share:.4f}", "margin": f"{item.margin:.4f}", "suggestion": item.suggestion,
              "uncertain": int(item.uncertain), "flag": item.flag, "annotator": item.annotator,
-             "time": item.decided_at, "model": item.model, "id": item.id}
+             "time": item.decided_at, "model": item.model, "id": item.id, "how": item.how,
+             "exemplar": int(bool(item.exemplar))}
     return {name: csv_cell(value) for name, value in cells.items()}
 
 

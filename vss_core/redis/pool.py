@@ -67,6 +67,7 @@ class PoolItem:
     flag: str = ""
     job: str = ""
     generation: int = 0  # the exemplar-set generation its suggestion was made at (0: unknown, older VSS)
+    how: str = ""  # how it was decided (single, page, group, bulk; "" before VSS recorded it)
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,12 @@ class PoolStore(SearchIndex):
             label=f.get("label", ""), status=f.get("status", PREDICTED), annotator=f.get("annotator", ""),
             decided_at=f.get("decided_at", ""), model=f.get("model", ""), version=int(_num(f, "version")),
             neighbors=neighbors, exemplar=f.get("exemplar", ""), flag=f.get("flag", ""), job=f.get("job", ""),
-            generation=int(_num(f, "generation")))
+            generation=int(_num(f, "generation")), how=f.get("how", ""))
 
 
 _ITEM_FIELDS = ("source", "name", "suggestion", "share", "best", "margin", "second", "uncertain", "label",
                 "status", "annotator", "decided_at", "model", "version", "neighbors", "exemplar", "flag", "job",
-                "generation")
+                "generation", "how")
 
 _REWRITE_IF_UNDECIDED = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'predicted' then return 0 end

@@ -42,7 +42,7 @@ POOL_TAGS = ("tag", "suggestion", "status", "job", "flag")
 POOL_NUMBERS = ("best", "share", "margin", "confidence", "uncertain", "version", "decided_ts", "generation")
 POOL_SORTABLE_TEXT = ("name", "suggestion_text")
 POOL_STORED = ("source", "label", "annotator", "decided_at", "model", "neighbors", "exemplar",
-               "added_at", "second", "k")
+               "added_at", "second", "k", "how")
 
 PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED = "predicted", "accepted", "corrected", "dubious", "skipped"
 STATUSES = (PREDICTED, ACCEPTED, CORRECTED, DUBIOUS, SKIPPED)
