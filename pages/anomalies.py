@@ -2,14 +2,16 @@
 
 import streamlit as st
 
-from ui import mining_view, sidebar, state
+from ui import group_action, mining_view, sidebar, state, thresholds
 from ui.plain import md
 from vss_core.errors import VSSError
 from vss_core.labeling import labelsheet
-from vss_core.labeling.decisions import Change
 from vss_core.mining import runs as mining_jobs
 from vss_core.redis.pool import PoolFilter
 from vss_core.redis.schema import ANOMALY, NORMAL
+
+SHOW = 200
+
 
 sidebar.frame()
 ctx, d = mining_view.page(
@@ -25,29 +27,30 @@ scope = st.selectbox("Set", ["", *sorted(sets)], key="anomaly_scope",
 mining_view.start(ctx, d, mining_jobs.ANOMALY, scope=scope)
 scores = mining_jobs.all_scores(d.stores, mining_jobs.ANOMALY, scope)
 if len(scores):
-    lo, hi = float(scores.min()), float(max(scores.max(), scores.min() + 1e-3))
-    default = float(min(max(scores.mean() + 2 * scores.std(), lo), hi))
-    threshold = st.slider("Threshold", lo, hi, default, key="anomaly_threshold", format="%.4f")
-    mining_view.histogram(scores, threshold, "anomaly score")
-    total, top = mining_jobs.ranked(d.stores, mining_jobs.ANOMALY, scope, min_score=threshold, limit=200)
-    st.markdown(f"**{total:,}** image(s) above the threshold, oddest first")
-    selected = mining_view.pool_table(d, top, "anomaly_table", "anomaly")
+    usual = int((scores >= scores.mean() + 2 * scores.std()).sum())  # the default: beyond two deviations
+    cut = thresholds.threshold(scores, "anomaly", score_name="anomaly score", default_top=max(usual, 1))
+    mining_view.histogram(scores, cut.value, "anomaly score")
+    st.markdown(f"**{cut.count:,}** image(s) above the threshold, oddest first"
+                + (f" (the first {SHOW} listed)" if cut.count > SHOW else ""))
+    selected = mining_view.pool_table(d, cut.rows(d.stores, mining_jobs.ANOMALY, scope, limit=SHOW), "anomaly_table",
+                                      "anomaly")
     items = [item for item, _ in selected]
-    blocked = not items or not state.annotator()
-    c1, c2, c3 = st.columns(3)
-    c1.button(f"Mark anomaly ({len(items)})", key="mark_anomaly", disabled=blocked, on_click=mining_view.act,
-              args=(d, [Change(i.id, None, expected_version=i.version, flag=ANOMALY) for i in items], "mark anomaly"))
-    c2.button(f"Mark normal ({len(items)})", key="mark_normal", disabled=blocked, on_click=mining_view.act,
-              args=(d, [Change(i.id, None, expected_version=i.version, flag=NORMAL) for i in items], "mark normal"))
-    with c3:
+    with st.container(horizontal=True):
+        for flag, text in ((ANOMALY, "Mark anomaly"), (NORMAL, "Mark normal")):
+            st.button(f"{text} ({len(items)})", key=f"mark_{flag}", disabled=not items or not state.annotator(),
+                      on_click=group_action.decide, args=(d, items, "anomaly_sel", f"mark {flag}",
+                                                          f"Mark {len(items)} image(s) {flag}"), kwargs=dict(flag=flag))
         mining_view.undo_button(d, "anomaly_undo")
+    group_action.preview(d, "anomaly_sel")
 st.subheader("Marked anomalies")
 marked = PoolFilter(flags=(ANOMALY,), jobs=(scope,) if scope else ())
 st.caption(f"{d.pool.page(marked, limit=0)[0]:,} image(s) marked as anomalies in this set.")
-c1, c2 = st.columns(2)
-c1.download_button("Download CSV", lambda: labelsheet.to_csv(d.pool, marked), file_name="anomalies.csv",
-                   mime="text/csv", key="anomaly_csv", icon=":material/download:")
-if c2.button("Write CSV under output_path", key="anomaly_write"):
+with st.container(horizontal=True):
+    st.download_button("Download CSV", lambda: labelsheet.to_csv(d.pool, marked), file_name="anomalies.csv",
+                       mime="text/csv", key="anomaly_csv", icon=":material/download:")
+    write = st.button("Write CSV", key="anomaly_write", icon=":material/save:",
+                      help="Write anomalies.csv under the project's output_path on the server")
+if write:
     try:
         st.success(f"Written: `{labelsheet.write_csv(d.pool, ctx.project.output_path, marked, name='anomalies')}`")
     except VSSError as e:

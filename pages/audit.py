@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import audit_view, mining_view, sidebar
+from ui import audit_view, mining_view, sidebar, thresholds
 from vss_core.mining import runs as mining_jobs
 
 PAGE = 20
@@ -16,12 +16,13 @@ ctx, d = mining_view.page(
 mining_view.start(ctx, d, mining_jobs.MISLABEL)
 scores = mining_jobs.all_scores(d.stores, mining_jobs.MISLABEL)
 if len(scores):
-    mining_view.histogram(scores, 0.5, "suspicion (share of disagreeing neighbours)")
-    total, _ = mining_jobs.ranked(d.stores, mining_jobs.MISLABEL, limit=0)
-    pages = max(1, -(-total // PAGE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="audit_page") - 1
-    _, shown = mining_jobs.ranked(d.stores, mining_jobs.MISLABEL, offset=page * PAGE, limit=PAGE)
+    cut = thresholds.threshold(scores, "audit", score_name="suspicion", default_top=len(scores))
+    mining_view.histogram(scores, cut.value, "suspicion (share of disagreeing neighbours)", reference=0.5)
+    st.caption("Red line: the chosen threshold; grey line: 0.5, half the neighbours disagree.")
+    pages = max(1, -(-cut.count // PAGE))
+    page = st.pagination(pages, key="audit_page", max_visible_pages=5) if pages > 1 else 1
+    st.caption(f"{cut.count:,} exemplar(s), most suspect first: page {page} of {pages}")
     known = sorted(d.exemplars.label_counts())
-    for scored in shown:
+    for scored in cut.rows(d.stores, mining_jobs.MISLABEL, offset=(page - 1) * PAGE, limit=PAGE):
         audit_view.row(d, scored, known)
 mining_view.undo_button(d, "audit_undo")

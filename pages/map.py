@@ -13,10 +13,11 @@ ctx = state.open_project()
 d = resources.decisions_for(ctx.project, ctx.embedder.dim)
 st.title("Embedding map")
 mining_view.show_flash()
-c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
-method = c1.selectbox("Projection", mining.projections(), key="map_method")
-colour = c2.selectbox("Colour by", ["label", "novelty", "anomaly"], key="map_colour")
-if c3.button("Draw the map", type="primary", key="map_draw") or st.session_state.get(MAP_ID) is None:
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    method = st.selectbox("Projection", mining.projections(), key="map_method", width=160)
+    colour = st.selectbox("Colour by", ["label", "novelty", "anomaly"], key="map_colour", width=160)
+    draw = st.button("Draw the map", type="primary", key="map_draw")
+if draw or st.session_state.get(MAP_ID) is None:
     with st.spinner("Projecting…"):
         st.session_state[MAP_ID] = map_view.keep(map_view.build(d, method))
 points = map_view.cached(st.session_state.get(MAP_ID))
@@ -26,7 +27,10 @@ if points is None or not points["rows"]:
 picked = map_view.chart(points, colour)
 st.caption("Circles are exemplars, triangles pool images. Drag a box over pool images to review them.")
 if picked:
+    if len(picked) > 200:
+        st.caption(f"{len(picked):,} pool images in the box; the first 200 are listed and acted on.")
     scored = [mining_jobs.Scored(id, 0.0) for id in picked[:200]]
     selected = mining_view.pool_table(d, scored, "map_table", "—")
-    rare_view.set_actions(d, [item for item, _ in selected] or [i for i in d.pool.get(picked[:200]) if i],
-                          sorted(d.exemplars.label_counts()), key="map_sel")
+    chosen = [item for item, _ in selected]
+    rare_view.set_actions(d, chosen or [i for i in d.pool.get(picked[:200]) if i], sorted(d.exemplars.label_counts()),
+                          key="map_sel", source="selection" if chosen else "map selection")

@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from ui import mining_view, rare_view, sidebar
+from ui import mining_view, rare_view, sidebar, thresholds
 from vss_core.labeling.predict import threshold_of
 from vss_core.mining import runs as mining_jobs
+
+SHOW = 100
 
 sidebar.frame()
 ctx, d = mining_view.page(
@@ -14,23 +16,21 @@ ctx, d = mining_view.page(
 )
 mining_view.start(ctx, d, mining_jobs.NOVELTY)
 scores = mining_jobs.all_scores(d.stores, mining_jobs.NOVELTY)
-line = 1.0 - threshold_of(ctx.project)
-mining_view.histogram(scores, line, "novelty")
-st.caption(f"Red line: {line:.2f}, the cosine distance of the project's threshold (vss.threshold "
-           f"{threshold_of(ctx.project):.2f}).")
 known_counts = d.exemplars.label_counts()
 known = sorted(known_counts)
 if len(scores):
-    low = st.slider("Show novelty at or above", float(scores.min()), float(max(scores.max(), scores.min() + 1e-3)),
-                    float(min(max(line, scores.min()), scores.max())), key="novel_min")
-    total, top = mining_jobs.ranked(d.stores, mining_jobs.NOVELTY, min_score=low, limit=100)
-    st.markdown(f"**{total:,}** image(s) at or above {low:.3f}, most novel first")
-    selected = mining_view.pool_table(d, top, "novel_table", "novelty")
+    cut = thresholds.threshold(scores, "novel", score_name="novelty", default_top=50)
+    line = 1.0 - threshold_of(ctx.project)
+    mining_view.histogram(scores, cut.value, "novelty", reference=line)
+    st.caption(mining_view.reference_note(scores, line, f"the cosine distance of the project's threshold "
+                                                        f"(vss.threshold {threshold_of(ctx.project):.2f})"))
+    st.markdown(f"The {min(cut.count, SHOW):,} most novel first"
+                + (f" (of {cut.count:,} chosen)" if cut.count > SHOW else ""))
+    selected = mining_view.pool_table(d, cut.rows(d.stores, mining_jobs.NOVELTY, limit=SHOW), "novel_table", "novelty")
     rare_view.set_actions(d, [item for item, _ in selected], known, key="novel_sel")
     st.subheader("Groups of novel images")
     similarity = st.slider("Group images at least this similar", 0.0, 1.0, 0.8, 0.01, key="group_sim")
-    rare_view.groups(d, mining_jobs.ranked(d.stores, mining_jobs.NOVELTY, min_score=low, limit=rare_view.MAX_GROUPED)[1],
-                     similarity, known)
+    rare_view.groups(d, cut.rows(d.stores, mining_jobs.NOVELTY, limit=rare_view.MAX_GROUPED), similarity, known)
 st.subheader("Rare classes")
 rare_view.rare_classes(d, known_counts)
 mining_view.undo_button(d, "rare_undo")

@@ -54,6 +54,8 @@ def test_rare_events_rank_novel_first_and_make_a_new_class(app_env, pool):
     at.text_input(key="group0_new").set_value("odd thing").run()
     assert at.button(key="group0_assign").label == "Create class"
     at.button(key="group0_assign").click().run()
+    assert "odd thing" not in pool.exemplars.label_counts()  # listed first, applied only on Apply
+    at.button(key="group0_apply").click().run()
     assert "new class" in texts(at)
     assert "odd thing" in pool.exemplars.label_counts()
     at.button(key="rare_undo").click().run()
@@ -64,7 +66,7 @@ def test_anomalies_mark_and_export(app_env, pool):
     at = open_app(PROJECT, annotator="ana", page="pages/anomalies.py")
     at.selectbox(key="anomaly_scope").set_value("run1").run()
     at = score(at, "anomaly")
-    at.slider(key="anomaly_threshold").set_value(at.slider(key="anomaly_threshold").min).run()
+    at.number_input(key="anomaly_top").set_value(at.number_input(key="anomaly_top").max).run()
     shown = table(at, "anomaly")
     assert set(shown["file"].iloc[:2]) == {"zz_odd_0.png", "zz_odd_1.png"}
     assert "Marked anomalies" in texts(at)

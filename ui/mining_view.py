@@ -81,18 +81,34 @@ def _resume(ctx, d, snap) -> None:
     resources.job_registry().start(KIND, worker, project=ctx.project.name, **dict(snap.meta))
 
 
-def histogram(scores: np.ndarray, threshold: float, title: str) -> None:
-    """Histogram of ``scores`` with a red rule at ``threshold``."""
+def histogram(scores: np.ndarray, threshold: float | None, title: str, reference: float | None = None) -> None:
+    """Histogram of ``scores`` with a red rule at ``threshold`` (the chosen cut) and a grey one at
+    ``reference`` when that lies within the scores (a line outside would squash the bars to a corner)."""
     if not len(scores):
         return
     counts, edges = np.histogram(scores, bins=min(40, max(5, len(scores) // 5)))
     data = [{"from": float(a), "to": float(b), "images": int(n)} for a, b, n in zip(edges[:-1], edges[1:], counts)]
-    bars = alt.Chart(alt.Data(values=data)).mark_bar(color="#0b6e99").encode(
-        x=alt.X("from:Q", title=title, scale=alt.Scale(zero=False)), x2="to:Q",
+    chart = alt.Chart(alt.Data(values=data)).mark_bar(color="#0b6e99").encode(
+        x=alt.X("from:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(labelFlush=True, labelOverlap=True)),
+        x2="to:Q",
         y=alt.Y("images:Q", title="images"), y2=alt.datum(0))
-    rule = alt.Chart(alt.Data(values=[{"t": threshold}])).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
-        x="t:Q")
-    st.altair_chart((bars + rule).properties(height=150), width="stretch")
+    for value, colour in ((threshold, "#d62728"), (reference, "#888888")):
+        if value is not None and float(scores.min()) <= value <= float(scores.max()):
+            chart += alt.Chart(alt.Data(values=[{"t": value}])).mark_rule(color=colour, strokeDash=[4, 3]).encode(
+                x="t:Q")
+    st.altair_chart(chart.properties(height=150), width="stretch")
+
+
+def reference_note(scores: np.ndarray, reference: float, what: str) -> str:
+    """Where the grey ``reference`` line is, or why it is not drawn."""
+    lo, hi = float(scores.min()), float(scores.max())
+    if reference > hi:
+        return f"Red line: the chosen threshold. {what.capitalize()} is {reference:.2f}, above every score here " \
+               f"(the highest is {hi:.3g}), so it is not drawn."
+    if reference < lo:
+        return f"Red line: the chosen threshold. {what.capitalize()} is {reference:.2f}, below every score here " \
+               f"(the lowest is {lo:.3g}), so it is not drawn."
+    return f"Red line: the chosen threshold. Grey line: {reference:.2f}, {what}."
 
 
 def pool_table(d, scored: list, key: str, score_name: str = "score") -> list:
@@ -132,4 +148,5 @@ def undo_button(d, key: str) -> None:
               disabled=not d.can_undo(state.annotator()))
 
 
-__all__ = ["page", "start", "freshness", "histogram", "pool_table", "act", "undo_button", "show_flash", "KIND"]
+__all__ = ["page", "start", "freshness", "histogram", "reference_note", "pool_table", "act", "undo_button",
+           "show_flash", "KIND"]
