@@ -1,0 +1,128 @@
+"""Fixtures and helpers of the tile workspace's browser tests (tests/test_workspace_*browser.py).
+
+The demo app (tests/apps/workspace_demo.py) runs under `streamlit run` on a free loopback port, once per
+test module; each test gets its own Chromium page at 1280 x 800 (Debian's /usr/bin/chromium, never a
+downloaded browser; skipped when it is missing unless CI=true) and its own store in the app (``?run=``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_app import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parent.parent
+N_ITEMS = 60
+LEGEND = ["copepod", "diatom", "jelly", "larvacean", "marine snow"]  # as in the demo app
+WS = ".vss-ws"
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    if not Path(CHROMIUM).exists():
+        why = f"{CHROMIUM} is missing: `make test` installs it (as root), or `sudo apt-get install chromium`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(why)  # CI runs every test: a missing browser is a failure, never a skip
+        pytest.skip(why)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def demo(chromium_path, tmp_path_factory):
+    """`streamlit run tests/apps/workspace_demo.py` on a free loopback port; yields (url, store file)."""
+    work = tmp_path_factory.mktemp("workspace_demo")
+    out = work / "store.json"
+    port = free_port()
+    log = open(work / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "tests/apps/workspace_demo.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env={**os.environ, "WORKSPACE_OUT": str(out)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start:\n" + (work / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.25)
+        yield url, out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def page(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        pg = context.new_page()
+        pg.set_default_timeout(30_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def open_demo(pg, demo, run: str, query: str = ""):
+    from playwright.sync_api import expect
+
+    pg.goto(f"{demo[0]}/?run={run}{query}")
+    expect(pg.locator(f"{WS} .tile")).to_have_count(N_ITEMS, timeout=60_000)
+    expect(pg.locator(f"{WS}.active")).to_have_count(1)  # it took the focus: keys go to it
+    expect(pg.locator(f"{WS} .ws-keys-state")).to_have_text("● keys active")
+    return pg.locator(WS)
+
+
+def saved(pg, demo, run: str) -> dict:
+    """Wait until every decision was sent and acknowledged; the demo's store for ``run``."""
+    from playwright.sync_api import expect
+
+    expect(pg.locator(WS)).to_have_attribute("data-sync", "idle", timeout=30_000)
+    out = demo[1]
+    return json.loads(out.read_text())[run] if out.exists() else {"decisions": {}, "log": [], "applied": []}
+
+
+def cursor_at(pg) -> int:
+    return int(pg.locator(f"{WS} .tile.is-cursor").get_attribute("data-idx"))
+
+
+def grid_cols(pg) -> int:
+    return len(pg.locator(f"{WS} .ws-grid").evaluate("g => getComputedStyle(g).gridTemplateColumns").split())
+
+
+def item_id(i: int) -> str:
+    return f"item-{i:03d}"
+
+
+def press(pg, *keys: str) -> None:
+    for key in keys:
+        pg.keyboard.press(key)
+
+
+def assert_logged_once(store: dict) -> None:
+    tags = [(e["batch"], e["n"]) for e in store["log"]]
+    assert len(tags) == len(set(tags)), "a decision was stored twice"
+    assert len(store["applied"]) == len(set(store["applied"]))
