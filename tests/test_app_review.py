@@ -1,5 +1,7 @@
-"""The Review page through AppTest: predict as a job, review with the buttons, bulk accept, undo, stale suggestions,
-conflicts between annotators, and the label sheet.  Each test starts from an empty project."""
+"""The Review page through AppTest: predict as a job, decide in the tile workspace (its batches, as the browser
+sends them), bulk accept after a preview, undo, stale suggestions, conflicts between annotators, and the label
+sheet.  Each test starts from an empty project.  The keys themselves are driven in Chromium
+(tests/test_workspace_browser.py, tests/test_browser.py)."""
 
 from __future__ import annotations
 
@@ -34,8 +36,23 @@ def metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def grid(at):
-    return next(df.value for df in at.dataframe if "suggestion" in df.value.columns)
+def shown(at, project) -> list:
+    """The pool items of the workspace's page, as they are now, in the order shown."""
+    from vss_core.labeling.decisions import open_decisions
+
+    return open_decisions(project, 32).pool.get(at.session_state["review_ws_ids"])
+
+
+def send(at, *decisions, seq=[0]):
+    """A batch from the browser's workspace: (item, status, label, how) tuples."""
+    from ui.workspace import _state_keys
+
+    seq[0] += 1
+    batch = {"client": "test", "seq": seq[0], "undo": 0,
+             "decisions": [{"id": i.id, "version": i.version, "status": status, "label": label, "how": how}
+                           for i, status, label, how in decisions]}
+    at.session_state[_state_keys("review_ws")[0]] = [batch]
+    return at.run()
 
 
 def predicted_page(app_env, annotator="ana"):
@@ -45,7 +62,8 @@ def predicted_page(app_env, annotator="ana"):
     at.text_input(key="predict_path_folder").set_value(str(app_env.queries)).run()
     at.button(key="predict_start").click().run()
     assert not at.exception
-    return run_until(at, lambda a: a.metric and metric(a, "In the pool") == "6", timeout=60)
+    at = run_until(at, lambda a: a.metric and metric(a, "In the pool") == "6", timeout=60)
+    return at.run()  # the job may have finished after the workspace was drawn in that run
 
 
 def test_empty_exemplars_is_one_clear_message(app_env):
@@ -57,57 +75,65 @@ def test_empty_exemplars_is_one_clear_message(app_env):
     assert len(errors) == 1 and "is empty: load labeled exemplars" in errors[0]
 
 
-def test_predict_job_fills_the_grid_and_lists_bad_files(app_env):
+def test_predict_job_fills_the_workspace_and_lists_bad_files(app_env, clean_project):
     at = predicted_page(app_env)
     assert metric(at, "predicted") == "6"
-    shown = grid(at)
-    assert len(shown) == 6 and set(shown["status"]) == {"predicted"}
-    assert {name.split("_")[1] for name in shown["file"]} == {"circles", "squares", "stripes"}
+    items = shown(at, clean_project)
+    assert len(items) == 6 and {i.status for i in items} == {"predicted"}
+    assert {i.name.split("_")[1] for i in items} == {"circles", "squares", "stripes"}
     errors = next(df.value for df in at.dataframe if "reason" in df.value.columns)
     assert [f.rsplit("/", 1)[-1] for f in errors["file"]] == ["readme.txt"]
 
 
-def test_accept_correct_undo_with_the_focus_buttons(app_env):
+def test_accept_correct_and_undo_from_workspace_batches(app_env, clean_project):
     at = predicted_page(app_env)
-    first = grid(at)["file"].iloc[0]
-    assert first in texts(at)
-    at.button(key="k_accept").click().run()
+    first, second, *_ = shown(at, clean_project)
+    send(at, (first, "accepted", first.suggestion, "page"))
     assert metric(at, "accepted") == "1" and metric(at, "predicted") == "5"
-    assert first not in grid(at)["file"].tolist()  # decided: leaves the to-do list
-    at.text_input(key="review_new_label").set_value("Calanus – ♀").run()
-    at.button(key="k_correct").click().run()
-    assert metric(at, "corrected") == "1"
-    at.button(key="k_undo").click().run()
-    assert metric(at, "corrected") == "0" and "Undone" in texts(at)
-    at.button(key="k_undo").click().run()
-    assert metric(at, "accepted") == "0" and metric(at, "predicted") == "6"
+    assert [i.id for i in shown(at, clean_project)][:2] == [first.id, second.id]  # the page stays as it was seen
+    other = next(label for label in ("circles", "squares") if label != first.suggestion)
+    send(at, (second, "accepted", "Calanus – ♀", "single"), (first, "accepted", other, "single"))
+    assert metric(at, "corrected") == "2"  # the first tile decided again on its old version: still ours, not refused
+    after = {i.id: i for i in shown(at, clean_project)}
+    assert after[second.id].label == "Calanus – ♀" and after[second.id].how == "single"
+    send(at, (second, "predicted", None, "undo"))  # U on the tile: back to its suggestion
+    assert after[second.id].suggestion == shown(at, clean_project)[1].label and metric(at, "corrected") == "1"
+    at.button(key="review_undo").click().run()
+    assert "Undone" in texts(at) and metric(at, "corrected") == "2" and metric(at, "predicted") == "4"
 
 
-def test_bulk_accept_above_threshold_is_one_click(app_env):
+def test_bulk_accept_only_after_every_image_was_previewed_and_not_promoted(app_env, monkeypatch):
+    from ui import review_actions
+
+    monkeypatch.setattr(review_actions, "PREVIEW_PAGE", 4)
     at = predicted_page(app_env)
     at.number_input(key="bulk_threshold").set_value(-1.0).run()
-    button = at.button(key="bulk_accept")
-    assert button.label == "Accept 6 image(s)"
-    button.click().run()
+    at.toggle(key="bulk_uncertain").set_value(True).run()
+    assert "bulk decisions stay in the pool only" in texts(at)
+    at.button(key="bulk_open").click().run()
+    assert at.button(key="bulk_accept").label == "Accept these 6" and at.button(key="bulk_accept").disabled
+    assert "seen 1 of 2 page(s)" in texts(at)
+    at.button(key="bulk_next").click().run()
+    assert not at.button(key="bulk_accept").disabled
+    at.button(key="bulk_accept").click().run()
     assert metric(at, "accepted") == "6" and "bulk accept: 6 image(s) changed" in texts(at)
     from vss_core.config.projects import load_projects
     from vss_core.redis.exemplars import connect_store
 
     counts = connect_store(load_projects(app_env.config).projects[PROJECT]).label_counts()
-    assert sum(counts.values()) == 18 + 6  # accepted images became exemplars
+    assert sum(counts.values()) == 18  # the project's policy: bulk decisions are not promoted to exemplars
 
 
 def test_a_change_someone_else_made_since_is_refused(app_env, clean_project):
     from vss_core.labeling.decisions import Change, open_decisions
 
     at = predicted_page(app_env)
-    shown = grid(at)["file"].iloc[0]
+    item = shown(at, clean_project)[0]
     d = open_decisions(clean_project, 32)
-    item = next(i for i in d.pool.page(limit=10)[1] if i.name == shown)
     d.apply([Change(item.id, "dubious", None, item.version)], "bob")
-    at.button(key="k_accept").click().run()
-    warning = " ".join(w.value for w in at.warning)
-    assert "Not saved" in warning and "bob" in warning
+    send(at, (item, "accepted", item.suggestion, "page"))
+    conflict = at.session_state["review_ws_conflicts"][item.id]
+    assert "bob" in conflict and "since you saw it" in conflict  # shown on the tile
     assert d.pool.get([item.id])[0].status == "dubious"
 
 
@@ -123,9 +149,11 @@ def test_label_sheet_download_matches_the_pool(app_env, clean_project):
     from vss_core.labeling.decisions import open_decisions
 
     at = predicted_page(app_env)
-    at.button(key="k_accept").click().run()
+    item = shown(at, clean_project)[0]
+    send(at, (item, "accepted", item.suggestion, "page"))
     rows = list(csv.DictReader(io.StringIO(labelsheet.to_csv(open_decisions(clean_project, 32).pool))))
     assert len(rows) == 6 and sum(r["status"] == "accepted" for r in rows) == 1
+    assert [(r["how"], r["exemplar"]) for r in rows if r["status"] == "accepted"] == [("page", "1")]
     at.button(key="write_sheet").click().run()
     assert "Written:" in texts(at)
 
@@ -136,7 +164,8 @@ def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_p
     from vss_core.redis.pool import PoolFilter
 
     at = predicted_page(app_env)
-    at.button(key="k_accept").click().run()
+    item = shown(at, clean_project)[0]
+    send(at, (item, "accepted", item.suggestion, "page"))
     d = open_decisions(clean_project, 32)
     accepted = d.pool.page(PoolFilter(statuses=("accepted",)))[1][0]
     review = ExemplarReview(d)
@@ -147,7 +176,7 @@ def test_review_page_after_an_exemplar_audit_relabel_and_retire(app_env, clean_p
     assert "Export" in [h.value for h in at.subheader]
     assert at.button(key="write_sheet")
     activity = next(df.value for df in at.dataframe if "action" in df.value.columns)
-    assert list(activity["action"])[:3] == ["retire", "relabel", "decide"]
+    assert list(activity["action"])[:3] == ["retire", "relabel", "workspace"]
     assert "audited label" in activity["after"].iloc[1]
     assert d.pool.get([accepted.id])[0].label == "audited label"  # the image follows its exemplar
 
@@ -163,12 +192,11 @@ def test_stale_suggestions_are_marked_and_refreshed_by_a_resuggest_job(app_env, 
     assert ExemplarReview(d).relabel(circles, "rings", "aud").applied  # the class is renamed: suggestions age
     at.run()
     assert "6 undecided suggestion(s) are stale" in texts(at)
-    assert "stale: made before the exemplars last changed" in texts(at)  # the focused image says so too
     at.button(key="resuggest").click().run()
     at = run_until(at, lambda a: "6 suggestion(s) refreshed" in texts(a), timeout=60)
     at.run()
     assert "are stale" not in texts(at) and not at.exception
-    suggestions = set(grid(at)["suggestion"])
+    suggestions = {i.suggestion for i in shown(at, clean_project)}
     assert "rings" in suggestions and "circles" not in suggestions
 
 

@@ -247,10 +247,30 @@ def _metric(pg, label: str):
         has=pg.get_by_text(label, exact=True)).locator('[data-testid="stMetricValue"]')
 
 
-def test_review_with_the_keyboard_and_bulk_accept(page, server, app_setup, tmp_path):
+def _pool_states(project, dim: int) -> dict:
+    from vss_core.labeling.decisions import open_decisions
+    from vss_core.redis.pool import PoolFilter
+
+    d = open_decisions(project, dim)
+    return {i.id: (i.status, i.label, i.how, bool(i.exemplar)) for i in d.pool.by_name(PoolFilter())}
+
+
+def _until(check, what: str, timeout: float = 30):
+    end = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, server, app_setup, tmp_path,
+                                                                       monkeypatch):
     from playwright.sync_api import expect
 
-    url, _, _, _ = server
+    from vss_core.config.projects import load_projects
+
+    url, _, data, _ = server
+    monkeypatch.setenv("VSS_DATA_DIR", str(data))
+    project = load_projects(app_setup.config).projects["review"]
     pg = page
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -267,27 +287,46 @@ def test_review_with_the_keyboard_and_bulk_accept(page, server, app_setup, tmp_p
     box.fill(str(app_setup.queries))
     box.press("Enter")
     pg.get_by_role("button", name="Predict labels").click()
-    expect(_metric(pg, "In the pool")).to_have_text("6", timeout=120_000)
-    expect(_metric(pg, "predicted")).to_have_text("6")
-    expect(pg.get_by_text("Keys:", exact=False)).to_be_visible()
-    pg.screenshot(path=str(shots / "1_review.png"), full_page=True)
+    ws = pg.locator(".vss-ws")
+    expect(ws.locator(".tile")).to_have_count(6, timeout=120_000)
+    pg.set_viewport_size({"width": 1280, "height": 800})
+    pg.evaluate("() => window.scrollTo(0, 0)")
+    expect(ws.locator(".ws-title")).to_contain_text("0 of 6 reviewed", timeout=30_000)
+    box = ws.locator(".tile").first.bounding_box()
+    assert box["y"] < 200 and box["width"] >= 128  # the images being decided are at the top, large
+    pg.screenshot(path=str(shots / "1_workspace.png"))
 
-    pg.mouse.click(5, 5)  # focus the page, not a text box
-    for key, label, want in (("a", "accepted", "1"), ("d", "dubious", "1"), ("u", "dubious", "0")):
-        pg.keyboard.press(key)
-        expect(_metric(pg, label)).to_have_text(want, timeout=30_000)
-    expect(_metric(pg, "predicted")).to_have_text("5")
-    pg.screenshot(path=str(shots / "2_after_keys.png"), full_page=True)
+    ws.locator(".ws-title").click()  # keys to the workspace
+    dim = 32
+    pg.keyboard.press("d")  # the first tile dubious, the cursor moves on
+    pg.keyboard.press("Space")  # the second tile out: A leaves it alone
+    pg.keyboard.press("a")  # every tile still in: accepted with its suggestion
+    expect(ws).to_have_attribute("data-sync", "idle", timeout=30_000)
+    _until(lambda: sorted(s[0] for s in _pool_states(project, dim).values()) ==
+           ["accepted"] * 4 + ["dubious", "predicted"], "the keys to be stored")
+    states = _pool_states(project, dim)
+    assert {s[2] for s in states.values() if s[0] == "accepted"} == {"page"}
+    assert all(s[3] for s in states.values() if s[0] == "accepted")  # page decisions make exemplars
+    pg.screenshot(path=str(shots / "2_after_keys.png"))
+    pg.keyboard.press("u")  # undo the A: the four go back to undecided
+    _until(lambda: sorted(s[0] for s in _pool_states(project, dim).values()) == ["dubious"] + ["predicted"] * 5,
+           "the undo to be stored")
 
-    threshold = pg.get_by_role("spinbutton", name="at or above")
+    threshold = pg.get_by_role("spinbutton", name="Best score at or above")
     threshold.fill("-1")
     threshold.press("Enter")
-    bulk = pg.get_by_role("button", name="Accept 5 image(s)")
-    expect(bulk).to_be_visible(timeout=30_000)
-    bulk.click()
-    expect(_metric(pg, "accepted")).to_have_text("6", timeout=30_000)
-    expect(pg.get_by_text("bulk accept: 5 image(s) changed", exact=False)).to_be_visible()
-    _tall_screenshot(pg, shots / "3_bulk_accepted.png")
+    pg.get_by_text("With uncertain").click()
+    preview = pg.get_by_role("button", name="Preview 5 image(s)")
+    expect(preview).to_be_visible(timeout=30_000)
+    preview.click()
+    accept = pg.get_by_role("button", name="Accept these 5")
+    expect(accept).to_be_enabled(timeout=30_000)
+    _tall_screenshot(pg, shots / "3_bulk_preview.png")
+    accept.click()
+    expect(pg.get_by_text("bulk accept: 5 image(s) changed", exact=False)).to_be_visible(timeout=30_000)
+    states = _pool_states(project, dim)
+    assert sorted(s[0] for s in states.values()) == ["accepted"] * 5 + ["dubious"]
+    assert {(s[2], s[3]) for s in states.values() if s[0] == "accepted"} == {("bulk", False)}  # not promoted
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)
@@ -345,6 +384,7 @@ def test_mark_an_anomaly_and_make_a_new_class_then_undo(page, server, app_setup,
     create = pg.get_by_role("button", name="Create class").first
     expect(create).to_be_visible(timeout=30_000)
     create.click()
+    pg.get_by_role("button", name=re.compile(r"^Apply to \d+$")).first.click()  # the group is listed first
     expect(pg.get_by_text("new class:", exact=False)).to_be_visible(timeout=30_000)
     assert "odd thing" in d.exemplars.label_counts()
     _tall_screenshot(pg, shots / "2_new_class.png")

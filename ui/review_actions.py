@@ -8,13 +8,16 @@ import altair as alt
 import streamlit as st
 
 from ui import state
-from ui.review import flash, stale_notice
+from ui.plain import md
+from ui.review import flash, thumb_uri
 from vss_core.errors import VSSError
 from vss_core.labeling import labelsheet
 from vss_core.labeling.audit import describe
 from vss_core.labeling.decisions import Change
 from vss_core.redis.pool import PoolFilter
-from vss_core.redis.schema import ACCEPTED, DUBIOUS, PREDICTED, STATUSES
+from vss_core.config.keys import BULK as BULK_HOW
+from vss_core.config.keys import describe_policy
+from vss_core.redis.schema import ACCEPTED, PREDICTED, STATUSES
 
 ANY = "any suggestion"
 
@@ -39,41 +42,71 @@ def overview(d, threshold: float) -> None:
     st.altair_chart((bars + rule).properties(height=140), width="stretch")
     st.caption(f"Red line: the project's acceptance threshold {threshold:.2f} (vss.threshold). "
                "Images under it, or whose neighbours disagree, are marked uncertain.")
-    stale_notice(d, threshold)
 
 
-def bulk_accept(d, threshold: float) -> None:
-    """Accept every undecided image with a given suggestion (or any) at or above a threshold: one action."""
-    labels = sorted(d.pool.counts("suggestion"))
-    c1, c2, c3 = st.columns([2, 2, 2])
-    label = c1.selectbox("Suggestion", [ANY, *labels], key="bulk_label")
-    t = c2.number_input("at or above", -1.0, 1.0, float(threshold), 0.01, key="bulk_threshold")
-    where = PoolFilter(statuses=(PREDICTED,), suggestions=() if label == ANY else (label,), min_score=t,
-                       uncertain_only=False)
-    ids = d.pool.ids(where)
-    c3.write("")
-    c3.button(f"Accept {len(ids):,} image(s)", key="bulk_accept", type="primary",
-              disabled=not ids or not state.annotator(), on_click=_apply,
-              args=(d, [Change(id, ACCEPTED) for id in ids], "bulk accept"))
+BULK, SEEN, BULK_PAGE = "bulk_preview", "bulk_seen", "bulk_page"
+PREVIEW_PAGE = 48
 
 
-def selection(d, items, selected: list[int], known: list[str]) -> None:
-    """Actions on the rows selected in the grid, with the versions shown."""
-    if not selected:
-        st.caption("Select rows in the table (click the left edge; shift-click for a range) for actions on many.")
+def bulk_accept(d, threshold: float, policy) -> None:
+    """Accept undecided images with a suggestion (or any) at or above a score, after a preview of every one
+    of them: the accept button appears once each page of the preview was shown."""
+    if st.session_state.get(BULK):
+        _preview(d)
         return
-    chosen = [items[i] for i in selected if i < len(items)]
-    c1, c2, c3, c4 = st.columns([1, 1, 2, 1])
-    blocked = not state.annotator()
-    c1.button(f"Accept {len(chosen)}", key="sel_accept", disabled=blocked, on_click=_apply,
-              args=(d, [Change(i.id, ACCEPTED, None, i.version) for i in chosen], "accept selected"))
-    c2.button(f"Dubious {len(chosen)}", key="sel_dubious", disabled=blocked, on_click=_apply,
-              args=(d, [Change(i.id, DUBIOUS, None, i.version) for i in chosen], "dubious selected"))
-    label = c3.selectbox("Assign label", known, index=None, key="sel_label", accept_new_options=True,
-                         placeholder="pick or type a label")
-    c4.write("")
-    c4.button("Assign", key="sel_assign", disabled=blocked or not label, on_click=_apply,
-              args=(d, [Change(i.id, ACCEPTED, label, i.version) for i in chosen], "assign selected"))
+    labels = sorted(d.pool.counts("suggestion"))
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    label = c1.selectbox("Suggestion", [ANY, *labels], key="bulk_label")
+    t = c2.number_input("Best score at or above", -1.0, 1.0, float(threshold), 0.0005, format="%.4f",
+                        key="bulk_threshold")
+    uncertain = c3.toggle("With uncertain", key="bulk_uncertain",
+                          help="Uncertain: under the threshold, or its neighbours disagree")
+    where = PoolFilter(statuses=(PREDICTED,), suggestions=() if label == ANY else (label,), min_score=t)
+    chosen = [(i.id, i.version) for i in d.pool.get(d.pool.ids(where)) if i is not None and (uncertain or not i.uncertain)]
+    st.caption(f"{describe_policy(policy)}.")
+    if st.button(f"Preview {len(chosen):,} image(s)", key="bulk_open", disabled=not chosen or not state.annotator(),
+                 icon=":material/preview:"):
+        st.session_state[BULK] = chosen  # ids and the versions previewed: a change since is refused
+        st.session_state[SEEN], st.session_state[BULK_PAGE] = [0], 0
+        st.rerun()
+
+
+def _preview(d) -> None:
+    ids = [id for id, _ in st.session_state[BULK]]
+    pages = max(1, -(-len(ids) // PREVIEW_PAGE))
+    page = min(int(st.session_state.get(BULK_PAGE, 0)), pages - 1)
+    seen = set(st.session_state.get(SEEN, [])) | {page}
+    st.session_state[SEEN] = sorted(seen)
+    items = [i for i in d.pool.get(ids[page * PREVIEW_PAGE:(page + 1) * PREVIEW_PAGE]) if i is not None]
+    st.markdown(f"**Bulk accept: {len(ids):,} image(s)**, each with its suggested label. Page {page + 1} of "
+                f"{pages}; seen {len(seen)} of {pages} page(s).")
+    cols = st.columns(8)
+    for n, item in enumerate(items):
+        cols[n % 8].image(thumb_uri(item.source), caption=f"{md(item.suggestion)} · {item.best:.4f}", width="stretch")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.button("◀ Page", key="bulk_prev", disabled=page == 0, on_click=_bulk_page, args=(page - 1,), width="stretch")
+    c2.button("Page ▶", key="bulk_next", disabled=page >= pages - 1, on_click=_bulk_page, args=(page + 1,),
+              width="stretch")
+    c3.button("Cancel", key="bulk_cancel", on_click=_bulk_close, width="stretch")
+    done = len(seen) >= pages
+    c4.button(f"Accept these {len(ids):,}", key="bulk_accept", type="primary", width="stretch",
+              disabled=not done or not state.annotator(), on_click=_bulk_apply, args=(d,),
+              help=None if done else "Page through every page of the preview first")
+
+
+def _bulk_page(page: int) -> None:
+    st.session_state[BULK_PAGE] = page
+
+
+def _bulk_close() -> None:
+    for key in (BULK, SEEN, BULK_PAGE):
+        st.session_state.pop(key, None)
+
+
+def _bulk_apply(d) -> None:
+    chosen = st.session_state.get(BULK) or []
+    _apply(d, [Change(id, ACCEPTED, None, int(version), how=BULK_HOW) for id, version in chosen], "bulk accept")
+    _bulk_close()
 
 
 def _apply(d, changes: list[Change], kind: str) -> None:
