@@ -21,12 +21,10 @@ def body():
         st.title("Review")
         review.show_flash()
         review.stale_notice(d, threshold)
-        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-        c1.caption("Keys in the workspace: arrows/HJKL move · Space or click takes a tile out · A accepts every "
+        st.caption("Keys in the workspace: arrows/HJKL move · Space or click takes a tile out · A accepts every "
                    "tile still in · 1-9 give the legend's label · D dubious · Enter opens the focus view · U undo "
                    "· N/P next/previous page.")
-        with c2:
-            review.undo_button(d)
+        review.undo_button(d)
         known = sorted(set(d.exemplars.label_counts()) | set(d.pool.counts("tag")))
         where, sort, size = review.filters(d, review_workspace.PAGE_SIZES)
     with top:

@@ -286,6 +286,7 @@ def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, ser
     box = pg.get_by_role("textbox", name="Server folder")
     box.fill(str(app_setup.queries))
     box.press("Enter")
+    expect(pg.get_by_role("button", name="Predict labels")).to_be_enabled(timeout=60_000)
     pg.get_by_role("button", name="Predict labels").click()
     ws = pg.locator(".vss-ws")
     expect(ws.locator(".tile")).to_have_count(6, timeout=120_000)
@@ -327,6 +328,13 @@ def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, ser
     states = _pool_states(project, dim)
     assert sorted(s[0] for s in states.values()) == ["accepted"] * 5 + ["dubious"]
     assert {(s[2], s[3]) for s in states.values() if s[0] == "accepted"} == {("bulk", False)}  # not promoted
+    from tests.test_browser_mining import LAYOUT_CHECK, _settle
+
+    for width, height in ((1280, 800), (800, 900)):
+        pg.set_viewport_size({"width": width, "height": height})
+        _settle(pg)
+        _tall_screenshot(pg, shots / f"4_review_{width}.png")
+        assert pg.evaluate(LAYOUT_CHECK) == [], f"layout at {width} px"
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:
         shutil.copytree(shots, keep, dirs_exist_ok=True)

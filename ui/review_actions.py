@@ -140,12 +140,12 @@ def _state(raw: str | None) -> str:
 
 def export(d, project) -> None:
     """The label sheet as CSV and fastapi-vss JSON: downloads, and files under vss.output_path."""
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Label sheet (CSV)", lambda: labelsheet.to_csv(d.pool), file_name="labels.csv",
-                       mime="text/csv", icon=":material/download:", key="dl_csv")
-    c2.download_button("fastapi-vss JSON", lambda: json.dumps(labelsheet.to_fastapi_json(d.pool), indent=2),
-                       file_name="labels.json", mime="application/json", icon=":material/download:", key="dl_json")
-    if c3.button("Write both under output_path", key="write_sheet"):
+    row = st.container(horizontal=True)
+    row.download_button("Label sheet (CSV)", lambda: labelsheet.to_csv(d.pool), file_name="labels.csv",
+                        mime="text/csv", icon=":material/download:", key="dl_csv")
+    row.download_button("fastapi-vss JSON", lambda: json.dumps(labelsheet.to_fastapi_json(d.pool), indent=2),
+                        file_name="labels.json", mime="application/json", icon=":material/download:", key="dl_json")
+    if row.button("Write both files", key="write_sheet", help="Under the project's vss.output_path"):
         try:
             paths = [labelsheet.write_csv(d.pool, project.output_path),
                      labelsheet.write_json(d.pool, project.output_path)]
@@ -153,5 +153,6 @@ def export(d, project) -> None:
         except VSSError as e:
             st.error(str(e))
     st.caption("One row per image: path, label, score (best cosine similarity), status, share, margin, "
-               "suggestion, uncertain, annotator, time, model, id. The JSON has fastapi-vss's shape: "
+               "suggestion, uncertain, flag, annotator, time, model, id, how it was decided, whether it became an "
+               "exemplar. The JSON has fastapi-vss's shape: "
                "per-image lists and cosine distances.")

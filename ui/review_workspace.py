@@ -89,6 +89,8 @@ def pinned_page(d, where: PoolFilter, sort: str, size: int) -> tuple[list, int]:
     if st.session_state.get(SIGNATURE) != signature or IDS not in st.session_state:
         st.session_state[SIGNATURE], st.session_state[OFFSET] = signature, 0
         _load(d, where, sort, size, 0)
+    elif len(st.session_state[IDS]) < size:
+        _top_up(d, where, sort, size)
     items = [i for i in d.pool.get(st.session_state[IDS]) if i is not None]
     total, _ = d.pool.page(where, sort, 0, 0)
     return items, total
@@ -100,6 +102,15 @@ def _load(d, where: PoolFilter, sort: str, size: int, offset: int) -> None:
     st.session_state[OFFSET] = max(0, offset)
     st.session_state[VERSIONS] = {}
     st.session_state.pop(FOCUS, None)
+
+
+def _top_up(d, where: PoolFilter, sort: str, size: int) -> None:
+    """A page pinned while a prediction was still filling the pool gets the images that arrived since, after
+    the ones already shown (which stay where they were seen)."""
+    ids = st.session_state[IDS]
+    _, items = d.pool.page(where, sort, int(st.session_state.get(OFFSET, 0)), size)
+    known = set(ids)
+    st.session_state[IDS] = ids + [i.id for i in items if i.id not in known][:size - len(ids)]
 
 
 def turn(d, where: PoolFilter, sort: str, size: int, items: list, step: int) -> None:
