@@ -12,32 +12,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_app import free_port
+from tests.browser_kit import chromium_or_skip, chromium_page, streamlit_server
 from tests.fixtures_models import LABELS, label_image
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parent.parent
 SLOW_PER_LABEL = 400
 
 
 @pytest.fixture(scope="module")
 def chromium_path():
-    if not Path(CHROMIUM).exists():
-        why = f"{CHROMIUM} is missing: `make test` installs it (as root), or `sudo apt-get install chromium`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)  # CI runs every test: a missing browser is a failure, never a skip
-        pytest.skip(why)
-    return CHROMIUM
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -50,36 +40,12 @@ def server(app_setup, tmp_path_factory):
             for i in range(SLOW_PER_LABEL):
                 label_image(label, seed=20000 + 1000 * k + i).save(slow / label / f"{label}_{i}.jpg", quality=85)
     data = tmp_path_factory.mktemp("browser_data")
-    port = free_port()
     env = {**os.environ, **app_setup.env, "VSS_DATA_DIR": str(data), "BATCH_SIZE": "1",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(data / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (data / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.25)
-        yield url, slow, data, proc.pid
+        with streamlit_server("app.py", env, data / "streamlit.log") as (url, proc):
+            yield url, slow, data, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         from vss_core.redis.server import embedded_server
 
         for name in ("alpha", "beta", "gamma", "review"):
@@ -90,18 +56,8 @@ def server(app_setup, tmp_path_factory):
 
 @pytest.fixture
 def page(chromium_path, server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
+    with chromium_page(chromium_path, 1400, 1000) as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
 PAGES = {"review": "Review", "": "Search", "rare": "Rare events", "anomalies": "Anomalies",

@@ -47,7 +47,7 @@ LAYOUT_CHECK = """() => {
     }
   }
   const caps = [...main.querySelectorAll('[data-testid="stCaptionContainer"], .vss-cap, [data-testid="stImageCaption"]')]
-    .filter(visible).map(e => [e, e.getBoundingClientRect()]);
+    .filter(e => visible(e) && e.innerText.trim()).map(e => [e, e.getBoundingClientRect()]);  // a collapsed expander's: no text
   for (let i = 0; i < caps.length; i++) for (let j = i + 1; j < caps.length; j++) {
     const [a, ra] = caps[i], [b, rb] = caps[j];
     if (a.contains(b) || b.contains(a)) continue;

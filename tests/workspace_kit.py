@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_app import free_port
+from tests.browser_kit import chromium_or_skip, chromium_page, streamlit_server
 
-CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
 N_ITEMS = 60
 LEGEND = ["copepod", "diatom", "jelly", "larvacean", "marine snow"]  # as in the demo app
@@ -28,12 +23,7 @@ WS = ".vss-ws"
 
 @pytest.fixture(scope="module")
 def chromium_path():
-    if not Path(CHROMIUM).exists():
-        why = f"{CHROMIUM} is missing: `make test` installs it (as root), or `sudo apt-get install chromium`"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)  # CI runs every test: a missing browser is a failure, never a skip
-        pytest.skip(why)
-    return CHROMIUM
+    return chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -41,49 +31,15 @@ def demo(chromium_path, tmp_path_factory):
     """`streamlit run tests/apps/workspace_demo.py` on a free loopback port; yields (url, store file)."""
     work = tmp_path_factory.mktemp("workspace_demo")
     out = work / "store.json"
-    port = free_port()
-    log = open(work / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "tests/apps/workspace_demo.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env={**os.environ, "WORKSPACE_OUT": str(out)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (work / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.25)
+    with streamlit_server("tests/apps/workspace_demo.py", {**os.environ, "WORKSPACE_OUT": str(out)},
+                          work / "streamlit.log") as (url, _):
         yield url, out
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
 def page(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
+    with chromium_page(chromium_path, 1280, 800) as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
 def open_demo(pg, demo, run: str, query: str = ""):
