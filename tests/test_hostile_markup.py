@@ -8,6 +8,7 @@ and the hostile text must appear as text."""
 from __future__ import annotations
 
 import html
+from pathlib import Path
 import shutil
 
 import pytest
@@ -100,13 +101,16 @@ def test_search_page_shows_labels_file_names_and_rest_job_names_as_text(hostile)
 
 
 def test_review_page_shows_names_labels_and_annotators_as_text(hostile):
+    """Names and labels reach the tile workspace as data (its JS sets them with textContent, never innerHTML);
+    nothing on the page renders them as markup."""
     at = open_app(PROJECT, annotator=WHO, page="pages/review.py")
-    assert_literal(at, FILE.split(".jpg")[0], BEACON)
-    at.multiselect(key="review_status").set_value(["accepted"]).run()
-    assert not at.exception, at.exception
-    assert_literal(at, BEACON, WHO)
-    shown = [_RENDER.render(b) for b in bodies(at)]
-    assert any(html.escape(WHO, quote=False) in b and "accepted" in b for b in shown)  # the focus names who
+    for statuses in (["predicted"], ["accepted"]):
+        at.multiselect(key="review_status").set_value(statuses).run()
+        assert not at.exception, at.exception
+        shown = " ".join(_RENDER.render(b) for b in bodies(at))
+        assert "<b>" not in shown and "<img" not in shown
+    js = "".join(p.read_text() for p in (Path(__file__).parent.parent / "ui" / "workspace").glob("*.js"))
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js
 
 
 def test_exemplars_page_shows_labels_and_who_added_them_as_text(hostile):
@@ -120,5 +124,6 @@ def test_exemplars_page_shows_labels_and_who_added_them_as_text(hostile):
 def test_audit_page_shows_labels_as_text(hostile):
     at = open_app(PROJECT, annotator=WHO, page="pages/audit.py")
     assert not at.exception, at.exception
-    assert any(img.captions for img in at.get("image"))
-    assert_literal(at, BEACON)
+    grids = [h.proto.body for h in at.get("html") if "vss-grid" in h.proto.body]
+    assert grids and any(html.escape(BEACON) in g for g in grids)  # the thumbnail grid's captions, escaped
+    assert not any(BEACON in g for g in grids)
