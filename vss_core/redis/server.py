@@ -186,10 +186,20 @@ class EmbeddedRedis:
     def _checkpeer(self, pid: int, uid: int) -> None:
         if uid == os.getuid() and not is_redis_process(pid, ""):
             raise ConnectionRefusedError(f"the server (process {pid}) has exited")  # e.g. on a full disk
-        if uid != os.getuid() or not is_redis_process(pid, str(self.socket_path)):
+        if uid != os.getuid() or not self._names_our_socket(pid):
             who = f"uid {uid}" if uid != os.getuid() else f"process {pid}, not our redis-server"
             raise RedisUnavailable(f"{self.describe()}: the socket is served by another program ({who}); "
                                    "refusing to use it")
+
+    def _names_our_socket(self, pid: int, settle_s: float = 0.5) -> bool:
+        """Whether process ``pid``'s command line names our socket; a redis-server that has just started may be
+        rewriting its process title (for an instant the line is blank), so a miss is read again for a moment."""
+        deadline = time.monotonic() + settle_s
+        while not is_redis_process(pid, str(self.socket_path)):
+            if time.monotonic() > deadline or not is_redis_process(pid, ""):
+                return False
+            time.sleep(0.02)
+        return True
 
     def _ping(self) -> str:
         """Server state: "ok" (any answer), "busy" (connected, slow to answer), "loading" or "down"."""
