@@ -35,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._common import REPO, save_result, table, verdict, write_jpegs  # noqa: E402
 from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
+from tests.workspace_kit import LATENCY_JS, REAL_KEYS_JS  # noqa: E402
 
 PROJECT = "wsbench"
 LABELS = ["copepod", "diatom", "jelly", "larvacean", "marine snow"]
@@ -142,38 +143,6 @@ READ_PAGE_JS = """ws => {
   return {tiles, legend, cols, cursor: cur ? Number(cur.dataset.idx) : 0,
           title: ws.querySelector('.ws-title').textContent, sync: ws.dataset.sync};
 }"""
-
-LATENCY_JS = """async (ws, keys) => {
-  const grid = ws.querySelector('.ws-grid'), out = [];
-  for (const key of keys) {
-    let changed = null;
-    const mo = new MutationObserver(() => { if (changed === null) changed = performance.now(); });
-    mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
-    const t0 = performance.now();
-    ws.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true, cancelable: true, composed: true}));
-    const handled = performance.now();
-    await new Promise(r => requestAnimationFrame(() => r()));
-    const frame = performance.now();
-    mo.disconnect();
-    out.push({key, handler: handled - t0, mutation: changed === null ? null : changed - t0, frame: frame - t0});
-  }
-  return out;
-}"""
-
-REAL_KEYS_JS = """ws => {
-  const grid = ws.querySelector('.ws-grid');
-  window.__lat = [];
-  ws.addEventListener('keydown', e => {
-    const t = e.timeStamp;
-    const mo = new MutationObserver(() => {
-      mo.disconnect();
-      const changed = performance.now();
-      requestAnimationFrame(() => window.__lat.push({change: changed - t, frame: performance.now() - t}));
-    });
-    mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
-  }, {capture: true});
-}"""
-
 
 def browser(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

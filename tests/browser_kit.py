@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_app import free_port
+from tests.fixtures_app import free_port, stop_process
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parent.parent
@@ -48,11 +48,7 @@ def streamlit_server(script: str, env: dict, log_path: Path, start_timeout_s: fl
             time.sleep(0.25)
         yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -23,7 +23,7 @@ import requests
 from fastapi.testclient import TestClient
 
 import api
-from tests.fixtures_app import free_port
+from tests.fixtures_app import free_port, stop_process
 from tests.fixtures_models import LABELS, encode, label_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +55,7 @@ def api_server(env: dict):
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
 
 

@@ -14,8 +14,8 @@ import statistics
 import pytest
 
 from tests.workspace_kit import chromium_path, demo, page  # noqa: F401 (fixtures)
-from tests.workspace_kit import (LEGEND, N_ITEMS, assert_logged_once, cursor_at, grid_cols, item_id, open_demo,
-                                 press, saved)
+from tests.workspace_kit import (LATENCY_JS, LEGEND, N_ITEMS, REAL_KEYS_JS, assert_logged_once, cursor_at, grid_cols,
+                                 item_id, open_demo, press, saved)
 
 pytestmark = pytest.mark.browser
 
@@ -166,38 +166,6 @@ def test_conflicts_from_python_show_on_the_tiles(page, demo, tmp_path):
     assert "has-conflict" in locked.get_attribute("class")
     assert "is-decided" not in locked.get_attribute("class")  # back to what Python says
     pg.screenshot(path=str(tmp_path / "conflict.png"))
-
-
-LATENCY_JS = """async (ws, keys) => {
-    const grid = ws.querySelector('.ws-grid'), out = [];
-    for (const key of keys) {
-        let changed = null;
-        const mo = new MutationObserver(() => { if (changed === null) changed = performance.now(); });
-        mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
-        const t0 = performance.now();
-        ws.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true, cancelable: true, composed: true}));
-        const handled = performance.now();
-        await new Promise(r => requestAnimationFrame(() => r()));
-        const frame = performance.now();
-        mo.disconnect();
-        out.push({key, handler: handled - t0, mutation: changed === null ? null : changed - t0, frame: frame - t0});
-    }
-    return out;
-}"""
-
-REAL_KEYS_JS = """ws => {
-    const grid = ws.querySelector('.ws-grid');
-    window.__lat = [];
-    ws.addEventListener('keydown', e => {
-        const t = e.timeStamp;
-        const mo = new MutationObserver(() => {
-            mo.disconnect();
-            const changed = performance.now();
-            requestAnimationFrame(() => window.__lat.push({change: changed - t, frame: performance.now() - t}));
-        });
-        mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
-    }, {capture: true});
-}"""
 
 
 def _summary(values: list[float]) -> str:

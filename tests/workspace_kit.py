@@ -82,3 +82,36 @@ def assert_logged_once(store: dict) -> None:
     tags = [(e["batch"], e["n"]) for e in store["log"]]
     assert len(tags) == len(set(tags)), "a decision was stored twice"
     assert len(store["applied"]) == len(set(store["applied"]))
+
+
+# Key -> screen latency, read in the page (the tests print it, bench/review_workspace.py records it).
+LATENCY_JS = """async (ws, keys) => {
+    const grid = ws.querySelector('.ws-grid'), out = [];
+    for (const key of keys) {
+        let changed = null;
+        const mo = new MutationObserver(() => { if (changed === null) changed = performance.now(); });
+        mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
+        const t0 = performance.now();
+        ws.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true, cancelable: true, composed: true}));
+        const handled = performance.now();
+        await new Promise(r => requestAnimationFrame(() => r()));
+        const frame = performance.now();
+        mo.disconnect();
+        out.push({key, handler: handled - t0, mutation: changed === null ? null : changed - t0, frame: frame - t0});
+    }
+    return out;
+}"""
+
+REAL_KEYS_JS = """ws => {
+    const grid = ws.querySelector('.ws-grid');
+    window.__lat = [];
+    ws.addEventListener('keydown', e => {
+        const t = e.timeStamp;
+        const mo = new MutationObserver(() => {
+            mo.disconnect();
+            const changed = performance.now();
+            requestAnimationFrame(() => window.__lat.push({change: changed - t, frame: performance.now() - t}));
+        });
+        mo.observe(grid, {attributes: true, subtree: true, childList: true, characterData: true});
+    }, {capture: true});
+}"""

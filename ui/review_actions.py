@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import altair as alt
 import streamlit as st
@@ -62,11 +63,15 @@ def bulk_accept(d, threshold: float, policy) -> None:
     uncertain = c3.toggle("With uncertain", key="bulk_uncertain",
                           help="Uncertain: under the threshold, or its neighbours disagree")
     where = PoolFilter(statuses=(PREDICTED,), suggestions=() if label == ANY else (label,), min_score=t)
-    chosen = [(i.id, i.version) for i in d.pool.get(d.pool.ids(where)) if i is not None and (uncertain or not i.uncertain)]
+    ids = d.pool.ids(where)  # ids only: the documents are read when the preview opens
+    if not uncertain:
+        doubtful = set(d.pool.ids(replace(where, uncertain_only=True)))
+        ids = [id for id in ids if id not in doubtful]
     st.caption(f"{describe_policy(policy)}.")
-    if st.button(f"Preview {len(chosen):,} image(s)", key="bulk_open", disabled=not chosen or not state.annotator(),
+    if st.button(f"Preview {len(ids):,} image(s)", key="bulk_open", disabled=not ids or not state.annotator(),
                  icon=":material/preview:"):
-        st.session_state[BULK] = chosen  # ids and the versions previewed: a change since is refused
+        # ids and the versions previewed: a change since is refused
+        st.session_state[BULK] = [(i.id, i.version) for i in d.pool.get(ids) if i is not None]
         st.session_state[SEEN], st.session_state[BULK_PAGE] = [0], 0
         st.rerun()
 

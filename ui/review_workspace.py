@@ -59,8 +59,8 @@ def apply_batches(d, batches: list[dict], annotator: str) -> dict[str, str]:
     versions = st.session_state.setdefault(VERSIONS, {})
     conflicts: dict[str, str] = {}
     for batch in batches:
-        ids = [x["id"] for x in batch.get("decisions", [])]
-        suggestions = {i.id: i.suggestion for i in d.pool.get(ids) if i is not None}
+        undone = [x["id"] for x in batch.get("decisions", []) if x["status"] == PREDICTED]
+        suggestions = {i.id: i.suggestion for i in d.pool.get(undone) if i is not None} if undone else {}
         changes = changes_of(batch, versions, suggestions)
         if not changes:
             continue
