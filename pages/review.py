@@ -1,4 +1,5 @@
-"""Review: a workspace of tiles decided from the keyboard, then bulk accept after a preview, activity and export."""
+"""Review: a workspace of tiles decided from the keyboard; below it, panels drawn only when opened (bulk accept
+after a preview, predicting, overview, activity, export), so the page opens with the tiles first."""
 
 import streamlit as st
 
@@ -12,6 +13,7 @@ d = resources.decisions_for(project, ctx.embedder.dim)
 threshold = threshold_of(project)
 workspace.compact_page()
 running = [j for j in jobview.jobs_to_show(project.name, predicting.KIND) if j.active]
+empty = d.pool.info().count == 0
 
 
 @st.fragment(run_every=3 if running else None)
@@ -29,19 +31,24 @@ def body():
         where, sort, size = review.filters(d, review_workspace.PAGE_SIZES)
     with top:
         if d.pool.info().count == 0:
-            st.info("The pool is empty: predict labels for new images below.")
+            st.info("The pool is empty: predict labels for new images (the Predict panel below).")
         else:
             review_workspace.show(d, where, sort, size, known)
 
 
 body()
-st.subheader("Accept in bulk")
-review_actions.bulk_accept(d, threshold, project.promote)
-with st.expander("Predict labels for new images", expanded=d.pool.info().count == 0):
-    predicting.form(ctx, d, busy=bool(running))
 jobview.panel(project.name, predicting.KIND, on_resume=lambda snap: predicting.resume(ctx, d, snap))
-with st.expander("Overview"):
+if empty:
+    st.session_state.setdefault(review_actions.PANEL, review_actions.PREDICT)
+bulk, predict, overview, activity, export = st.tabs(review_actions.PANELS, key=review_actions.PANEL,
+                                                    on_change="rerun")
+if bulk.open:
+    review_actions.bulk_accept(d, threshold, project.promote)
+if predict.open:
+    predicting.form(ctx, d, busy=bool(running))
+if overview.open:
     review_actions.overview(d, threshold)
-review_actions.activity(d)
-st.subheader("Export")
-review_actions.export(d, project)
+if activity.open:
+    review_actions.activity(d)
+if export.open:
+    review_actions.export(d, project)

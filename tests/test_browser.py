@@ -269,6 +269,7 @@ def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, ser
     _until(lambda: sorted(s[0] for s in _pool_states(project, dim).values()) == ["dubious"] + ["predicted"] * 5,
            "the undo to be stored")
 
+    pg.get_by_role("tab", name="Accept in bulk").click()  # the panels under the workspace: Predict was open
     threshold = pg.get_by_role("spinbutton", name="Best score at or above")
     threshold.fill("-1")
     threshold.press("Enter")
@@ -290,6 +291,8 @@ def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, ser
         pg.set_viewport_size({"width": width, "height": height})
         _settle(pg)
         _tall_screenshot(pg, shots / f"4_review_{width}.png")
+        pg.get_by_role("tab", name="Export").scroll_into_view_if_needed()
+        pg.screenshot(path=str(shots / f"5_panels_{width}.png"))  # under the workspace, which fills the screen
         assert pg.evaluate(LAYOUT_CHECK) == [], f"layout at {width} px"
     keep = os.environ.get("VSS_SCREENSHOTS")
     if keep:

@@ -1,6 +1,6 @@
 """The mining pages in headless Chromium at 1280x800 and at 800 px wide: Rare events (novelty all below
 0.01, chosen by rank and by value, a group's action listed before it applies), Anomalies, Exemplar audit
-and the Embedding map.  Every visible button's label fits (nothing clipped, no word broken), captions do
+and the Embedding map.  Every visible button's label and widget label fits (nothing clipped, no word broken), captions do
 not overlap, nothing scrolls sideways.  Screenshots go to the test's tmp dir and to /tmp/shots_mining/
 (or $VSS_SCREENSHOTS) to be looked at."""
 
@@ -44,6 +44,13 @@ LAYOUT_CHECK = """() => {
       const widest = Math.max(...text.split(/\\s+/).map(w => ctx.measureText(w).width));
       const room = p.getBoundingClientRect().width;
       if (widest > room + 1) bad.push(`button "${text}": a word of ${widest.toFixed(0)}px in ${room.toFixed(0)}px`);
+    }
+  }
+  for (const w of main.querySelectorAll('[data-testid="stWidgetLabel"], [data-baseweb="select"] [value]')) {
+    for (const e of [w, ...w.querySelectorAll('*')]) {  // a widget's label or chosen value cut with an ellipsis
+      if (visible(e) && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1 && e.innerText.trim()) {
+        bad.push(`widget "${w.innerText.trim().slice(0, 40)}": ${e.scrollWidth}px of text in ${e.clientWidth}px`);
+        break; }
     }
   }
   const caps = [...main.querySelectorAll('[data-testid="stCaptionContainer"], .vss-cap, [data-testid="stImageCaption"]')]

@@ -103,8 +103,12 @@ def test_search_page_shows_labels_file_names_and_rest_job_names_as_text(hostile)
 def test_review_page_shows_names_labels_and_annotators_as_text(hostile):
     """Names and labels reach the tile workspace as data (its JS sets them with textContent, never innerHTML);
     nothing on the page renders them as markup."""
+    from ui.review_actions import PANEL, PANELS
+
     at = open_app(PROJECT, annotator=WHO, page="pages/review.py")
-    for statuses in (["predicted"], ["accepted"]):
+    views = [(statuses, PANELS[0]) for statuses in (["predicted"], ["accepted"])]
+    for statuses, panel in views + [(["accepted"], panel) for panel in PANELS[1:]]:
+        at.session_state[PANEL] = panel
         at.multiselect(key="review_status").set_value(statuses).run()
         assert not at.exception, at.exception
         shown = " ".join(_RENDER.render(b) for b in bodies(at))

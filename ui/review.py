@@ -41,11 +41,12 @@ def filters(d, sizes=(24, 48, 96)) -> tuple[PoolFilter, str, int]:
     c1, c2 = st.columns(2)
     statuses = c1.multiselect("Status", STATUSES, default=[PREDICTED], key="review_status")
     chosen = c2.multiselect("Label", labels, key="review_labels")
-    c3, c4, c5, c6 = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-    low, high = c3.slider("Best score", -1.0, 1.0, (-1.0, 1.0), 0.001, format="%.3f", key="review_scores")
-    sort = c4.selectbox("Sort", list(SORTS), format_func=SORT_NAMES.get, key="review_sort")
-    size = c5.selectbox("Per page", sizes, index=list(sizes).index(48), key="review_page_size")
-    uncertain = c6.toggle("Uncertain", key="review_uncertain")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps when narrow: nothing is cut
+    low, high = row.slider("Best score", -1.0, 1.0, (-1.0, 1.0), 0.001, format="%.3f", key="review_scores",
+                           width=280)
+    sort = row.selectbox("Sort", list(SORTS), format_func=SORT_NAMES.get, key="review_sort", width=190)
+    size = row.selectbox("Per page", sizes, index=list(sizes).index(48), key="review_page_size", width=100)
+    uncertain = row.toggle("Uncertain", key="review_uncertain")
     where = PoolFilter(statuses=tuple(statuses), labels=tuple(chosen),
                        min_score=None if low <= -1 else low, max_score=None if high >= 1 else high,
                        uncertain_only=uncertain)

@@ -21,6 +21,9 @@ from vss_core.config.keys import describe_policy
 from vss_core.redis.schema import ACCEPTED, PREDICTED, STATUSES
 
 ANY = "any suggestion"
+PANEL, PREDICT = "review_panel", "Predict"
+PANELS = ("Accept in bulk", PREDICT, "Overview", "Activity", "Export")
+"""The Review page's panels under the workspace, in tab order; only the open one is drawn."""
 
 
 def overview(d, threshold: float) -> None:
@@ -56,12 +59,12 @@ def bulk_accept(d, threshold: float, policy) -> None:
         _preview(d)
         return
     labels = sorted(d.pool.counts("suggestion"))
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    label = c1.selectbox("Suggestion", [ANY, *labels], key="bulk_label")
-    t = c2.number_input("Best score at or above", -1.0, 1.0, float(threshold), 0.0005, format="%.4f",
-                        key="bulk_threshold")
-    uncertain = c3.toggle("With uncertain", key="bulk_uncertain",
-                          help="Uncertain: under the threshold, or its neighbours disagree")
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    label = row.selectbox("Suggestion", [ANY, *labels], key="bulk_label", width=240)
+    t = row.number_input("Best score at or above", -1.0, 1.0, float(threshold), 0.0005, format="%.4f",
+                         key="bulk_threshold", width=200)
+    uncertain = row.toggle("With uncertain", key="bulk_uncertain",
+                           help="Uncertain: under the threshold, or its neighbours disagree")
     where = PoolFilter(statuses=(PREDICTED,), suggestions=() if label == ANY else (label,), min_score=t)
     ids = d.pool.ids(where)  # ids only: the documents are read when the preview opens
     if not uncertain:
@@ -124,14 +127,14 @@ def _apply(d, changes: list[Change], kind: str) -> None:
 
 
 def activity(d) -> None:
-    with st.expander("Activity (audit log)"):
-        entries = d.audit(50)
-        if not entries:
-            st.caption("No decisions yet.")
-            return
-        st.dataframe([{"at": e.get("at", ""), "annotator": e.get("annotator", ""), "action": e.get("kind", ""),
-                       "image": e.get("id", ""), "before": _state(e.get("before")), "after": _state(e.get("after"))}
-                      for e in entries], hide_index=True, width="stretch")
+    """The last 50 decisions of the audit log."""
+    entries = d.audit(50)
+    if not entries:
+        st.caption("No decisions yet.")
+        return
+    st.dataframe([{"at": e.get("at", ""), "annotator": e.get("annotator", ""), "action": e.get("kind", ""),
+                   "image": e.get("id", ""), "before": _state(e.get("before")), "after": _state(e.get("after"))}
+                  for e in entries], hide_index=True, width="stretch")
 
 
 def _state(raw: str | None) -> str:
