@@ -74,7 +74,7 @@ def apply_batches(d, batches: list[dict], annotator: str) -> dict[str, str]:
         for id in result.applied:
             if by_id[id].expected_version is not None:
                 versions[id] = (seen.get(id), by_id[id].expected_version + 1)
-        conflicts.update({c.id: c.reason for c in result.refused})
+        conflicts.update({c.id: c.reason.removeprefix(f"{c.id}: ") for c in result.refused})  # on its tile
     return conflicts
 
 
