@@ -180,6 +180,10 @@ def click_page(pg, label: str, shown) -> float:
     """Open a page from the sidebar's menu (no reload: the way an annotator moves between pages); wall s until
     ``shown(pg)`` returns."""
     pg.wait_for_timeout(500)
+    opener = pg.locator('[data-testid="stExpandSidebarButton"]')
+    if opener.is_visible():  # the Review page starts with the sidebar folded
+        opener.click()
+        pg.wait_for_timeout(500)
     start = time.perf_counter()
     pg.locator(f'[data-testid="stSidebar"] a:has-text("{label}")').first.click()
     shown(pg)
@@ -191,7 +195,9 @@ def tiles_shown(pg) -> None:
 
 
 def collapse_sidebar(pg) -> bool:
-    """Collapse Streamlit's sidebar (its button shows on hover); True when it was."""
+    """Collapse Streamlit's sidebar (its button shows on hover); True when it is."""
+    if pg.locator('[data-testid="stExpandSidebarButton"]').is_visible():
+        return True  # the Review page folds it
     sidebar = pg.locator('[data-testid="stSidebar"]')
     if sidebar.count():
         sidebar.hover()

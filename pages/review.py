@@ -6,7 +6,7 @@ import streamlit as st
 from ui import jobview, predicting, resources, review, review_actions, review_workspace, sidebar, state, workspace
 from vss_core.labeling.predict import threshold_of
 
-sidebar.frame()
+sidebar.frame(sidebar="collapsed")  # the tiles get the width: 8 x 6 of 128 px at 1280x800
 ctx = state.open_project()
 project = ctx.project
 d = resources.decisions_for(project, ctx.embedder.dim)

@@ -25,9 +25,10 @@ NAVIGATION = (
 the files, so the app hides it (``client.showSidebarNavigation = false``) and draws this one."""
 
 
-def frame() -> None:
-    """The first call of every page: page settings, the navigation and the sidebar."""
-    st.set_page_config(page_title="VSS", page_icon=favicon(), layout="wide")
+def frame(sidebar: str = "auto") -> None:
+    """The first call of every page: page settings, the navigation and the sidebar (``sidebar``: how it
+    starts, "auto", "expanded" or "collapsed")."""
+    st.set_page_config(page_title="VSS", page_icon=favicon(), layout="wide", initial_sidebar_state=sidebar)
     state.keep_choices()
     with st.sidebar:
         for path, label, icon in NAVIGATION:

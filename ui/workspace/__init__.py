@@ -1,8 +1,8 @@
 """The review tile workspace: every item of a page as a grid of large tiles, decided from the keyboard.
 
 A Streamlit Components v2 component (no iframe; plain JS and CSS next to this file, no build step:
-``base.js``, ``outbox.js``, ``picker.js``, ``focus.js``, ``workspace.js`` are joined into one module,
-``workspace.css`` and ``focus.css`` into one style sheet).  Keys are handled in the browser: the page
+``base.js``, ``outbox.js``, ``picker.js``, ``focus.js``, ``actions.js``, ``workspace.js`` are joined into
+one module, ``workspace.css`` and ``focus.css`` into one style sheet).  Keys are handled in the browser: the page
 changes at once and the decisions come back to Python in batches, not one rerun per key.
 
 Messages from the browser are trigger values; Python reads them with three functions, each returning
@@ -48,7 +48,7 @@ NAME = "vss_workspace"
 MAX_LEGEND = 9
 UNDECIDED = "predicted"
 _HERE = Path(__file__).resolve().parent
-JS_FILES = ("base.js", "outbox.js", "picker.js", "focus.js", "workspace.js")  # one module, in this order
+JS_FILES = ("base.js", "outbox.js", "picker.js", "focus.js", "actions.js", "workspace.js")  # one module, in this order
 CSS_FILES = ("workspace.css", "focus.css")
 EVENTS = ("batch", "page", "focus")
 PAGES = ("next", "prev")
@@ -61,13 +61,15 @@ def _joined(names: Iterable[str]) -> str:
 _component = st.components.v2.component(NAME, css=_joined(CSS_FILES), js=_joined(JS_FILES))
 
 COMPACT_PAGE_CSS = """<style>
-header[data-testid="stHeader"] { display: none; }
+header[data-testid="stHeader"] { top: auto; bottom: 6px; left: auto; right: 12px; width: auto; height: auto; min-height: 0; background: transparent; }
+header[data-testid="stHeader"] [data-testid="stToolbar"], header[data-testid="stHeader"] [data-testid="stToolbar"] div { width: auto; min-width: 0; flex: 0 0 auto; gap: 6px; justify-content: flex-end; }
 [data-testid="stMainBlockContainer"], .block-container { padding: 4px 0.5rem 2rem !important; max-width: none !important; }
 </style>"""
 
 
 def compact_page() -> None:
-    """Hide Streamlit's header and top padding, so a workspace at the top of the page gets the screen.
+    """Fold Streamlit's header away (its toolbar, with the button that opens the sidebar, moves to the
+    bottom right corner) and the top padding, so a workspace at the top of the page gets the screen.
 
     At 1280 x 800 this is what leaves room for 48 tiles of 128 px (8 x 6) next to the side panel."""
     st.html(COMPACT_PAGE_CSS)

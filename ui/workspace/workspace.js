@@ -62,6 +62,13 @@ class Workspace {
     this.onPageHide = () => this.outbox.schedule(true);
     document.addEventListener("visibilitychange", this.onHide);
     window.addEventListener("pagehide", this.onPageHide);
+    // nothing has the focus (after the sidebar was opened or closed, say): the keys come here
+    this.onStrayKey = (e) => {
+      if (e.defaultPrevented || (e.target !== document.body && e.target !== document.documentElement)) return;
+      this.onKey(e);
+      if (e.defaultPrevented) this.focus();
+    };
+    document.addEventListener("keydown", this.onStrayKey);
     this.observer = new ResizeObserver(() => this.layout());
     this.observer.observe(this.el);
     this.setActive(false);
@@ -73,6 +80,7 @@ class Workspace {
     window.removeEventListener("resize", this.onWindowResize);
     document.removeEventListener("visibilitychange", this.onHide);
     window.removeEventListener("pagehide", this.onPageHide);
+    document.removeEventListener("keydown", this.onStrayKey);
     this.observer.disconnect();
     this.el.remove();
   }
@@ -331,83 +339,9 @@ class Workspace {
     this.sel.clear();
     for (const id of ids) this.renderTile(this.index.get(id));
   }
-
-  // ---- actions (each one undoable with U) ------------------------------------------------------
-  record(ids, change) {  // change(id) mutates the state of one tile; returns its queued entry or null
-    const action = { changes: [], entries: [] };
-    for (const id of ids) {
-      const before = { local: this.local.get(id), out: this.out.has(id), view: this.view(id) };
-      const entry = change(id);
-      action.changes.push({ id, before });
-      if (entry) action.entries.push(entry);
-    }
-    if (!action.changes.length) return;
-    this.history.push(action);
-    for (const id of ids) this.renderTile(this.index.get(id));
-    this.renderCounter();
-    if (action.entries.length) this.outbox.schedule(false);
-  }
-
-  toggleOut(ids) {
-    const open = ids.filter((id) => !isDecided(this.view(id)));
-    if (!open.length) { this.flash("decided already: U undoes"); return; }
-    this.record(open, (id) => { if (this.out.has(id)) this.out.delete(id); else this.out.add(id); return null; });
-  }
-
-  decide(ids, status, labelOf, how) {
-    this.record(ids, (id) => {
-      const server = this.server.get(id) || {};
-      const label = labelOf(id);
-      this.local.set(id, { status, label, version: server.version });
-      this.out.delete(id);
-      return this.outbox.queue({ id, version: server.version ?? null, status, label, how });
-    });
-  }
-
-  decideTargets(status, labelOf) {
-    const ids = this.targets(), single = !this.sel.size;
-    this.decide(ids, status, labelOf, "single");
-    if (single) this.setCursor(this.cursor + 1, true); else this.clearSelection();
-    this.reveal();
-  }
-
-  giveLabel(i) {
-    if (i >= this.legend.length) { this.flash(`no label on key ${i + 1}`); return; }
-    this.decideTargets("accepted", () => this.legend[i]);
-  }
-
-  acceptRest() {
-    const ids = this.items.filter((it) => !this.out.has(it.id) && !isDecided(this.view(it.id))).map((it) => it.id);
-    if (!ids.length) { this.flash("nothing left to accept"); return; }
-    const suggestion = new Map(this.items.map((it) => [it.id, it.suggestion]));
-    this.decide(ids, "accepted", (id) => suggestion.get(id), "page");
-    this.outbox.schedule(true);
-  }
-
-  undo() {
-    const action = this.history.pop();
-    if (!action) { this.flash("nothing to undo"); return; }
-    for (const { id, before } of action.changes.slice().reverse()) {
-      if (before.local) this.local.set(id, before.local); else this.local.delete(id);
-      if (before.out) this.out.add(id); else this.out.delete(id);
-      this.renderTile(this.index.get(id));
-    }
-    let sent = 0;
-    const befores = new Map(action.changes.map((c) => [c.id, c.before]));
-    for (const entry of action.entries) {
-      if (this.outbox.drop(entry)) continue;
-      const view = befores.get(entry.id).view;  // sent already: ask Python to go back
-      const back = isDecided(view) ? { status: view.status, label: view.label ?? null }
-        : { status: "predicted", label: null };
-      this.outbox.queue({ id: entry.id, version: entry.version, ...back, how: "undo" });
-      sent++;
-    }
-    if (sent) this.outbox.undoCount++;
-    this.flash(sent ? "undo sent" : "undone");
-    this.renderCounter();
-    this.outbox.schedule(false);
-  }
 }
+
+Object.assign(Workspace.prototype, ACTIONS);
 
 export default function (component) {
   const { parentElement, data, setTriggerValue } = component;
