@@ -10,7 +10,8 @@ as bench/review.py's fill_pool), N items whose true label the bench knows, 80 % 
 Sources are a few hundred small real JPEGs under the project's data root, reused.  Then `streamlit run
 app.py` and Debian's /usr/bin/chromium (Playwright, executable_path; never a downloaded browser) at
 1280 x 800 on /review?project=...&annotator=bench.
- - render: goto -> 48 tiles in `.vss-ws` with every image decoded (first run: new server, cold thumbnails).
+ - render: goto -> 48 tiles in `.vss-ws` with every image decoded (first run: new server, cold thumbnails),
+   three ways against the Exemplars page, and Streamlit's floor (bench/streamlit_floor.py: a one-line page).
  - annotate: per page, read the tiles; for each wrong suggestion move the cursor there (arrow keys) and press
    the legend digit of the true label; then A, wait for data-sync="idle", N; until nothing is left.
    Afterwards the pool in Redis: every label equals the truth, one audit entry per image.
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._common import REPO, save_result, table, verdict, write_jpegs  # noqa: E402
+from bench.streamlit_floor import floor  # noqa: E402
 from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 from tests.workspace_kit import LATENCY_JS, REAL_KEYS_JS  # noqa: E402
 
@@ -436,6 +438,7 @@ def main() -> None:
                         pg.screenshot(path=str(shots / "after_burst.png"))
                         context.close()
                         b.close()
+            out["floor"] = floor(args.repeat)  # its own server, after the app's has stopped
         finally:
             from vss_core.redis.server import embedded_server
 
@@ -448,6 +451,9 @@ def main() -> None:
 def report(out: dict, args) -> None:
     print(f"\npool {args.n:,} items, page {PAGE}; 2-core machine shared with other jobs (numbers are noisy)\n")
     table(out["render"])
+    for how, runs in out["floor"].items():
+        print(f"Streamlit's floor (bench/streamlit_floor.py, a one-line page), {how}: median "
+              f"{statistics.median(runs):.2f} s")
     for how in ("first visit", "reload", "from the sidebar"):
         runs = [r["open->48 tiles s"] for r in out["render"] if r["how"] == how]
         base = [r["Exemplars page s"] for r in out["render"] if r["how"] == how]

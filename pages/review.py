@@ -19,6 +19,12 @@ empty = d.pool.info().count == 0
 @st.fragment(run_every=3 if running else None)
 def body():
     top, below = st.container(), st.container()
+    with top:  # drawn first, filters and all: its script is fetched while the widgets below are drawn
+        if d.pool.info().count == 0:
+            st.info("The pool is empty: predict labels for new images (the Predict panel below).")
+        else:
+            known = sorted(set(d.exemplars.label_counts()) | set(d.pool.counts("tag")))
+            review_workspace.show(d, *review.chosen_filter(), known)
     with below:
         st.title("Review")
         review.show_flash()
@@ -27,13 +33,7 @@ def body():
                    "tile still in · 1-9 give the legend's label · D dubious · Enter opens the focus view · U undo "
                    "· N/P next/previous page.")
         review.undo_button(d)
-        known = sorted(set(d.exemplars.label_counts()) | set(d.pool.counts("tag")))
-        where, sort, size = review.filters(d, review_workspace.PAGE_SIZES)
-    with top:
-        if d.pool.info().count == 0:
-            st.info("The pool is empty: predict labels for new images (the Predict panel below).")
-        else:
-            review_workspace.show(d, where, sort, size, known)
+        review.filters(d, review_workspace.PAGE_SIZES)
 
 
 body()

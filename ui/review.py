@@ -34,23 +34,35 @@ SORT_NAMES = {LEAST_CONFIDENT: "least confident", MOST_CONFIDENT: "most confiden
               BY_SUGGESTION: "suggested label", BY_FILE: "file"}
 
 
-def filters(d, sizes=(24, 48, 96)) -> tuple[PoolFilter, str, int]:
-    """The filter row (which images the workspace pages through, in which order, how many per page); the
-    defaults show what is left to review, least confident first, 48 per page."""
+FILTER_DEFAULTS = {"review_status": [PREDICTED], "review_labels": [], "review_scores": (-1.0, 1.0),
+                   "review_sort": list(SORTS)[0], "review_page_size": 48, "review_uncertain": False}
+"""The filter row's widget keys and their defaults: what is left to review, least confident first, 48 a page."""
+
+
+def chosen_filter() -> tuple[PoolFilter, str, int]:
+    """The filter row's values before its widgets are drawn (so the workspace can be drawn first): which
+    images the workspace pages through, in which order, how many per page."""
+    v = {k: st.session_state.get(k, default) for k, default in FILTER_DEFAULTS.items()}
+    low, high = v["review_scores"]
+    where = PoolFilter(statuses=tuple(v["review_status"]), labels=tuple(v["review_labels"]),
+                       min_score=None if low <= -1 else low, max_score=None if high >= 1 else high,
+                       uncertain_only=bool(v["review_uncertain"]))
+    return where, v["review_sort"], int(v["review_page_size"])
+
+
+def filters(d, sizes=(24, 48, 96)) -> None:
+    """The filter row's widgets (read with :func:`chosen_filter`)."""
+    f = FILTER_DEFAULTS
     labels = sorted(d.pool.counts("tag"))
     c1, c2 = st.columns(2)
-    statuses = c1.multiselect("Status", STATUSES, default=[PREDICTED], key="review_status")
-    chosen = c2.multiselect("Label", labels, key="review_labels")
+    c1.multiselect("Status", STATUSES, default=f["review_status"], key="review_status")
+    c2.multiselect("Label", labels, key="review_labels")
     row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps when narrow: nothing is cut
-    low, high = row.slider("Best score", -1.0, 1.0, (-1.0, 1.0), 0.001, format="%.3f", key="review_scores",
-                           width=280)
-    sort = row.selectbox("Sort", list(SORTS), format_func=SORT_NAMES.get, key="review_sort", width=190)
-    size = row.selectbox("Per page", sizes, index=list(sizes).index(48), key="review_page_size", width=100)
-    uncertain = row.toggle("Uncertain", key="review_uncertain")
-    where = PoolFilter(statuses=tuple(statuses), labels=tuple(chosen),
-                       min_score=None if low <= -1 else low, max_score=None if high >= 1 else high,
-                       uncertain_only=uncertain)
-    return where, sort, int(size)
+    row.slider("Best score", -1.0, 1.0, f["review_scores"], 0.001, format="%.3f", key="review_scores", width=280)
+    row.selectbox("Sort", list(SORTS), format_func=SORT_NAMES.get, key="review_sort", width=190)
+    row.selectbox("Per page", sizes, index=list(sizes).index(f["review_page_size"]), key="review_page_size",
+                  width=100)
+    row.toggle("Uncertain", key="review_uncertain")
 
 
 def thumb_uri(source: str) -> str:
