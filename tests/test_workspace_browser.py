@@ -14,8 +14,8 @@ import statistics
 import pytest
 
 from tests.workspace_kit import chromium_path, demo, page  # noqa: F401 (fixtures)
-from tests.workspace_kit import (LATENCY_JS, LEGEND, N_ITEMS, REAL_KEYS_JS, assert_logged_once, cursor_at, grid_cols,
-                                 item_id, open_demo, press, saved)
+from tests.workspace_kit import (LATENCY_JS, LEGEND, N_ITEMS, REAL_KEYS_JS, VISIBLE_TILES_JS, assert_logged_once,
+                                 cursor_at, grid_cols, item_id, open_demo, press, saved)
 
 pytestmark = pytest.mark.browser
 
@@ -23,17 +23,7 @@ pytestmark = pytest.mark.browser
 def test_48_large_tiles_fully_visible_without_scrolling(page, demo, tmp_path):
     pg = page
     ws = open_demo(pg, demo, "visible")
-    visible = ws.evaluate("""ws => {
-        const root = ws.getRootNode(), grid = ws.querySelector('.ws-grid').getBoundingClientRect();
-        return [...ws.querySelectorAll('.tile')].filter(t => {
-            const r = t.getBoundingClientRect();
-            const inside = r.width >= 128 && r.height >= 128 && r.top >= Math.max(0, grid.top) && r.left >= 0
-                && r.bottom <= Math.min(innerHeight, grid.bottom) && r.right <= innerWidth;
-            const corners = [[r.left + 3, r.top + 3], [r.right - 3, r.top + 3], [r.left + 3, r.bottom - 3],
-                             [r.right - 3, r.bottom - 3]];
-            return inside && corners.every(([x, y]) => root.elementFromPoint(x, y)?.closest('.tile') === t);
-        }).length;
-    }""")
+    visible = ws.evaluate(VISIBLE_TILES_JS)
     pg.screenshot(path=str(tmp_path / "workspace_1280x800.png"))
     assert visible >= 48, f"only {visible} tiles of 128 px or more are fully visible at 1280 x 800"
     assert pg.evaluate("() => scrollY") == 0

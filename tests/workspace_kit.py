@@ -19,6 +19,18 @@ REPO = Path(__file__).resolve().parent.parent
 N_ITEMS = 60
 LEGEND = ["copepod", "diatom", "jelly", "larvacean", "marine snow"]  # as in the demo app
 WS = ".vss-ws"
+VISIBLE_TILES_JS = """ws => {
+        const root = ws.getRootNode(), grid = ws.querySelector('.ws-grid').getBoundingClientRect();
+        return [...ws.querySelectorAll('.tile')].filter(t => {
+            const r = t.getBoundingClientRect();
+            const inside = r.width >= 128 && r.height >= 128 && r.top >= Math.max(0, grid.top) && r.left >= 0
+                && r.bottom <= Math.min(innerHeight, grid.bottom) && r.right <= innerWidth;
+            const corners = [[r.left + 3, r.top + 3], [r.right - 3, r.top + 3], [r.left + 3, r.bottom - 3],
+                             [r.right - 3, r.bottom - 3]];
+            return inside && corners.every(([x, y]) => root.elementFromPoint(x, y)?.closest('.tile') === t);
+        }).length;
+    }"""
+"""``ws => n``: the tiles of 128 px or more fully on screen and inside the grid, nothing on top of them."""
 
 
 @pytest.fixture(scope="module")
