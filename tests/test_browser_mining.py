@@ -1,7 +1,7 @@
-"""The mining pages in headless Chromium at 1280x800 and at 800 px wide: Rare events (novelty all below
-0.01, chosen by rank and by value, a group's action listed before it applies), Anomalies, Exemplar audit
-and the Embedding map.  Every visible button's label and widget label fits (nothing clipped, no word broken), captions do
-not overlap, nothing scrolls sideways.  Screenshots go to the test's tmp dir and to /tmp/shots_mining/
+"""The pages in headless Chromium at 1280x800 and at 800 px wide: Rare events (novelty all below 0.01,
+chosen by rank and by value, a group's action listed before it applies), Anomalies, Exemplar audit, the
+Embedding map, Search and Exemplars (Review: tests/test_browser.py).  Every visible button's label and
+widget label fits (nothing clipped, no word broken), captions do not overlap, nothing scrolls sideways.  Screenshots go to the test's tmp dir and to /tmp/shots_mining/
 (or $VSS_SCREENSHOTS) to be looked at."""
 
 from __future__ import annotations
@@ -167,7 +167,9 @@ def test_mining_pages_fit_1280x800_and_800_wide(page, server, mined, tmp_path): 
     for size, (width, height) in SIZES.items():
         pg.set_viewport_size({"width": width, "height": height})
         _rare_events(pg, url, shots, size, problems)
-        for path, title, ready in (("anomalies", "Anomalies", "image(s) above the threshold"),
+        for path, title, ready in (("", "Search", "Top N exemplars per image"),
+                                   ("exemplars", "Exemplars", "Load labeled exemplars"),
+                                   ("anomalies", "Anomalies", "image(s) above the threshold"),
                                    ("audit", "Exemplar audit", "most suspect first"),
                                    ("map", "Embedding map", "Circles are exemplars")):
             _open(pg, url, path, title)
@@ -182,7 +184,8 @@ def test_mining_pages_fit_1280x800_and_800_wide(page, server, mined, tmp_path): 
 
 
 def test_the_layout_check_sees_a_clipped_button_and_overlapping_captions(page):  # noqa: F811
-    """The check above can fail: a button too narrow for its word, one whose text overflows, two captions
+    """The check above can fail: a button too narrow for its word, one whose text overflows, a widget label
+    cut with an ellipsis, two captions
     on top of each other (Streamlit's structure, by hand)."""
     label = '<div data-testid="stMarkdownContainer"><p style="margin:0">{}</p></div>'
     page.set_content(
@@ -190,6 +193,7 @@ def test_the_layout_check_sees_a_clipped_button_and_overlapping_captions(page): 
         f'<button style="width:24px;overflow:hidden;white-space:nowrap">{label.format("Assign")}</button>'
         f'<button style="width:200px">{label.format("Fits well")}</button>'
         f'<button style="width:40px;word-break:break-all">{label.format("Dismiss")}</button>'
+        '<div data-testid="stWidgetLabel" style="width:30px;overflow:hidden;white-space:nowrap"><p>Uncertain</p></div>'
         '<div data-testid="stCaptionContainer" style="position:absolute;top:300px;left:0">group one caption</div>'
         '<div data-testid="stCaptionContainer" style="position:absolute;top:304px;left:30px">group two</div>'
         '</div></div>')
@@ -197,4 +201,5 @@ def test_the_layout_check_sees_a_clipped_button_and_overlapping_captions(page): 
     assert any('"Assign": BUTTON content' in p for p in problems), problems
     assert any('"Dismiss": a word of' in p for p in problems), problems
     assert not any("Fits well" in p for p in problems), problems
+    assert any(p.startswith('widget "Uncertain"') for p in problems), problems
     assert any(p.startswith("captions overlap") for p in problems), problems

@@ -101,13 +101,13 @@ def browse(store, counts: dict[str, int]) -> None:
         st.image([cache.for_path(e.source) for e in exemplars],
                  caption=[md(f"{e.id[:8]} · {e.added_by or '?'}") for e in exemplars], width=110)
     can_write = state.require_annotator("delete exemplars")
-    a, b, c = st.columns([2, 3, 2], vertical_alignment="bottom")
-    if a.button(f"Delete label '{md(label)}'…", disabled=not can_write, key="ask_delete_label",
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # wraps when narrow: no button is cut
+    if row.button(f"Delete label '{md(label)}'…", disabled=not can_write, key="ask_delete_label",
                 icon=":material/delete:"):
         st.session_state[CONFIRM] = f"label:{label}"
     keys = {e.key: f"{e.id[:10]} — {e.source}" for e in exemplars}
-    key = b.selectbox("Exemplar", list(keys), format_func=keys.get, key="browse_exemplar")
-    if c.button("Delete exemplar…", disabled=not can_write or key is None,
+    key = row.selectbox("Exemplar", list(keys), format_func=keys.get, key="browse_exemplar", width=320)
+    if row.button("Delete exemplar…", disabled=not can_write or key is None,
                 key="ask_delete_exemplar", icon=":material/delete:"):
         st.session_state[CONFIRM] = f"key:{key}"
     _confirm(store)
