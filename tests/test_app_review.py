@@ -97,6 +97,22 @@ def test_predict_job_fills_the_workspace_and_lists_bad_files(app_env, clean_proj
     assert [f.rsplit("/", 1)[-1] for f in errors["file"]] == ["readme.txt"]
 
 
+def test_the_focus_view_gets_its_neighbours_until_the_browser_says_it_closed(app_env, clean_project):
+    from ui.review_workspace import FOCUS
+    from ui.workspace import _request_key
+
+    at = predicted_page(app_env)
+    first = at.session_state["review_ws_ids"][0]
+    at.session_state[_request_key("review_ws", "focus")] = first  # Enter on the first tile
+    at.run()
+    assert at.session_state[FOCUS] == first and not at.exception
+    at.run()  # another run (a batch, say): still open, its data still sent
+    assert at.session_state[FOCUS] == first
+    at.session_state[_request_key("review_ws", "closed")] = True  # a message said no focus view is open
+    at.run()
+    assert FOCUS not in at.session_state and not at.exception
+
+
 def test_accept_correct_and_undo_from_workspace_batches(app_env, clean_project):
     at = predicted_page(app_env)
     first, second, *_ = shown(at, clean_project)

@@ -65,6 +65,7 @@ def test_focus_view_opens_with_enter_shows_large_image_and_neighbours(page, demo
     expect(focus.locator(".fv-name")).to_have_text("sample_002.png")
     expect(focus.locator(".fv-sugg-label")).to_have_text(LEGEND[2])
     expect(focus.locator(".fv-note")).to_have_text("")
+    expect(pg.get_by_text(f"focus data sent for {item_id(2)}")).to_be_visible()
     img = focus.locator(".fv-img")
     expect(img).to_have_js_property("naturalWidth", 512)  # Python's large image replaced the grid's
     shown = img.evaluate("""i => { const r = i.getBoundingClientRect(), s = Math.min(r.width / i.naturalWidth,
@@ -109,6 +110,7 @@ def test_focus_view_opens_with_enter_shows_large_image_and_neighbours(page, demo
     assert cursor_at(pg) == 3
     store = saved(pg, demo, "focus")
     assert store["decisions"] == {item_id(2): {"status": "accepted", "label": LEGEND[3], "how": "single"}}
+    expect(pg.get_by_text("focus data sent for none")).to_be_visible()  # the batch said the view is closed
     press(pg, "ArrowRight")  # the grid has the keys again
     assert cursor_at(pg) == 4
 

@@ -171,6 +171,8 @@ def show(d, where: PoolFilter, sort: str, size: int, known: list[str]) -> int:
     if asked in ("next", "prev"):
         turn(d, where, sort, size, items, 1 if asked == "next" else -1)
         items, total = pinned_page(d, where, sort, size)
+    if workspace.focus_closed(KEY):
+        st.session_state.pop(FOCUS, None)  # its neighbours are not sent again with every batch
     focus_id = workspace.focus_request(KEY) or st.session_state.get(FOCUS)
     if focus_id and focus_id in {i.id for i in items}:
         st.session_state[FOCUS] = focus_id

@@ -115,6 +115,8 @@ if asked:
     st.session_state.pop("focus", None)
 page = st.session_state.get("page", 0)
 on_page = fake_items()[page * N_ITEMS:(page + 1) * N_ITEMS]
+if workspace.focus_closed("ws"):
+    st.session_state.pop("focus", None)
 wanted = workspace.focus_request("ws")
 if wanted in {it["id"] for it in on_page}:
     st.session_state["focus"] = wanted
@@ -127,3 +129,4 @@ late = workspace.tiles(items, LEGEND, key="ws", page_label=f"Demo page {page + 1
 if late:
     apply(run, late, locked)
 st.caption(f"{len(decided)} decisions stored")
+st.caption(f"focus data sent for {st.session_state.get('focus') or 'none'}")

@@ -5,7 +5,7 @@ A Streamlit Components v2 component (no iframe; plain JS and CSS next to this fi
 one module, ``workspace.css`` and ``focus.css`` into one style sheet).  Keys are handled in the browser: the page
 changes at once and the decisions come back to Python in batches, not one rerun per key.
 
-Messages from the browser are trigger values; Python reads them with three functions, each returning
+Messages from the browser are trigger values; Python reads them with four functions, each returning
 what arrived once (so call each one in every run, before ``tiles``, and act on it):
 
 * ``take_batches(key)`` -> the new decision batches, or None (``tiles`` also returns them).
@@ -13,6 +13,8 @@ what arrived once (so call each one in every run, before ``tiles``, and act on i
   None.  Answer by passing ``focus=`` data for that id to ``tiles`` (see there); the focus view shows
   the grid's image with "loading neighbours..." until it comes.  Passing the same data again in later
   runs is harmless (it is kept per id in the browser).
+* ``focus_closed(key)`` -> True when a message (each one says which focus view is open) said none is:
+  stop sending its data.
 * ``page_request(key)`` -> "next" (keys N, PageDown) or "prev" (P, PageUp), or None.  The browser sends
   it only after every pending decision has been sent and acknowledged, so apply the batches of the run
   first (``take_batches``), then turn the page.
@@ -99,6 +101,8 @@ def _keep(key: str, event: str, value: Any) -> None:
     if ack and ack["client"] == client and seq <= ack["seq"]:
         return  # a message sent again: seen already
     st.session_state[ack_key] = {"client": client, "seq": seq}
+    if "focused" in value and value["focused"] is None:
+        st.session_state[_request_key(key, "closed")] = True
     if event == "batch":
         st.session_state.setdefault(pending_key, []).append(_clean_batch(value))
     elif event == "page" and value.get("to") in PAGES:
@@ -132,6 +136,12 @@ def focus_request(key: str) -> str | None:
 
     Answer with ``tiles(..., focus=...)`` for that id (in this run, or later)."""
     return st.session_state.pop(_request_key(key, "focus"), None)
+
+
+def focus_closed(key: str) -> bool:
+    """True, once, when a message said no focus view is open (it was closed, or never opened): stop
+    passing ``focus=`` data to ``tiles`` until the next ``focus_request``."""
+    return bool(st.session_state.pop(_request_key(key, "closed"), False))
 
 
 def page_request(key: str) -> str | None:

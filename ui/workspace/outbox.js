@@ -12,6 +12,7 @@ const DEBOUNCE_MS = 300, MAX_WAIT_MS = 1500, RESEND_MS = 4000;
 class Outbox {
   constructor(onChange) {
     this.client = randomId(); this.seq = 0; this.send = () => {}; this.onChange = onChange;
+    this.context = () => ({});  // sent with every message: {focused: the focus view's id or null}
     this.pending = []; this.unacked = new Map(); this.undoCount = 0;
     this.inflight = null;  // {event, value}
     this.pageWanted = null; this.focusWanted = null;
@@ -77,7 +78,7 @@ class Outbox {
   }
 
   start(event, body) {
-    this.inflight = { event, value: { client: this.client, seq: ++this.seq, ...body } };
+    this.inflight = { event, value: { client: this.client, seq: ++this.seq, ...this.context(), ...body } };
     this.transmit(RESEND_MS);
   }
 

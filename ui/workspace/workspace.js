@@ -20,6 +20,7 @@ class Workspace {
     this.wasActive = false; this.mounted = false;
     this.build();
     this.focusView = new FocusView(this);
+    this.outbox.context = () => ({ focused: this.focusView.id });
     this.el.append(this.focusView.el);
   }
 
