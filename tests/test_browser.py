@@ -68,8 +68,14 @@ PAGES = {"review": "Review", "": "Search", "rare": "Rare events", "anomalies": "
 def _shows_page_menu_and_sidebar(pg, title: str, project: str, annotator: str) -> None:
     from playwright.sync_api import expect
 
-    expect(pg.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=60_000)
+    expect(pg.get_by_role("heading", name=title, exact=True)).to_be_attached(timeout=60_000)
+    opener = pg.get_by_test_id("stExpandSidebarButton")
+    if title == PAGES["review"]:  # Review folds the sidebar, unless it was opened there
+        pg.wait_for_timeout(500)
+        if opener.is_visible():
+            opener.click()
     sidebar = pg.locator('[data-testid="stSidebar"]')
+    expect(sidebar.get_by_role("combobox", name="Project")).to_be_visible()
     menu = sidebar.get_by_role("link")
     expect(menu).to_have_count(len(PAGES))
     for label in PAGES.values():
