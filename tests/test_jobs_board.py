@@ -80,12 +80,13 @@ def test_a_finished_result_is_readable_elsewhere_and_expires(two_processes, redi
 
 
 def test_a_job_whose_process_died_reads_interrupted_with_its_meta(embedded_redis, redis_client, monkeypatch):
+    # a project of its own: a late write of an earlier test's job thread (after the flush) cannot show here
     script = textwrap.dedent(f"""
         import time, redis
         from vss_core.jobs.registry import JobRegistry
         client = redis.Redis(unix_socket_path={str(embedded_redis.socket_path)!r})
         reg = JobRegistry(boards=lambda p: client, heartbeat_s=0.05)
-        reg.start("load", lambda p: time.sleep(60), project="p1", source="folder", path="/data/fish")
+        reg.start("load", lambda p: time.sleep(60), project="died", source="folder", path="/data/fish")
         print("started", flush=True)
         time.sleep(60)
     """)
@@ -93,13 +94,13 @@ def test_a_job_whose_process_died_reads_interrupted_with_its_meta(embedded_redis
     try:
         assert owner.stdout.readline().strip() == "started"
         reader = JobRegistry(boards=lambda project: redis_client)
-        assert wait_for(lambda: [s.state for s in reader.jobs("p1")] == [RUNNING])
+        assert wait_for(lambda: [s.state for s in reader.jobs("died")] == [RUNNING], timeout=15)
     finally:
         owner.kill()
         owner.wait(10)
     monkeypatch.setattr(jobboard, "STALE_S", 0.3)
-    assert wait_for(lambda: reader.jobs("p1")[0].state == INTERRUPTED)
-    snap = reader.jobs("p1")[0]
+    assert wait_for(lambda: reader.jobs("died")[0].state == INTERRUPTED)
+    snap = reader.jobs("died")[0]
     assert snap.meta["path"] == "/data/fish" and snap.finished and not snap.active
     assert str(owner.pid) in snap.message
 
