@@ -19,7 +19,7 @@ empty = d.pool.info().count == 0
 @st.fragment(run_every=3 if running else None)
 def body():
     top, below = st.container(), st.container()
-    with top:  # drawn first, filters and all: its script is fetched while the widgets below are drawn
+    with top:  # first: the filter comes from the session, and the batch applied here shows in the flash below
         if d.pool.info().count == 0:
             st.info("The pool is empty: predict labels for new images (the Predict panel below).")
         else:
