@@ -293,7 +293,8 @@ def test_review_in_the_tile_workspace_then_bulk_accept_after_a_preview(page, ser
     preview.click()
     accept = pg.get_by_role("button", name="Accept these 4")
     expect(accept).to_be_enabled(timeout=30_000)
-    _tall_screenshot(pg, shots / "3_bulk_preview.png")
+    accept.scroll_into_view_if_needed()  # under the workspace, which fills the screen
+    pg.screenshot(path=str(shots / "3_bulk_preview.png"))
     accept.click()
     expect(pg.get_by_text("bulk accept: 4 image(s) changed", exact=False)).to_be_visible(timeout=30_000)
     states = _pool_states(project, dim)
