@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import os
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.review_workspace import (PROJECT, browser, fill_pool, new_page, open_baseline, open_review,  # noqa: E402
-                                    setup)
-from tests.browser_kit import streamlit_server  # noqa: E402
+from bench.review_workspace import browser, new_page, open_baseline, open_review, served_pool  # noqa: E402
 
 LATE_MS = 600  # chunks asked for this long after the first one: those of the widgets, not of the bundle
 
@@ -74,31 +69,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="vss-chunks-") as tmp:
-        root = Path(tmp)
-        d, sources, env = setup(root, 300)
-        fill_pool(d, args.n, sources)
-        try:
-            with streamlit_server("app.py", {**os.environ, **env}, root / "streamlit.log", 90) as (url, _), \
-                    sync_playwright() as p:
-                b = browser(p)
-                context, pg = new_page(b)
-                open_review(pg, url)  # the server's first open: model, Redis, thumbnails
-                open_baseline(pg, url)
-                context.close()
-                for _ in range(args.repeat):
-                    row = visit(b, url)
-                    late = row.pop("late")
-                    print(", ".join(f"{k} {v:.2f}" if k.endswith(" s") else f"{k} {v:.0f}" for k, v in row.items()))
-                print(f"the same {len(late)} widget chunks from the idle server, 6 at a time: "
-                      f"{idle_fetch(url, late) * 1000:.0f} ms")
-                b.close()
-        finally:
-            from vss_core.redis.server import embedded_server
-
-            srv = embedded_server(root / "data" / PROJECT)
-            if srv.running:
-                srv.stop()
+    with served_pool(args.n, 300) as (_, _, _, url, _), sync_playwright() as p:
+        b = browser(p)
+        context, pg = new_page(b)
+        open_review(pg, url)  # the server's first open: model, Redis, thumbnails
+        open_baseline(pg, url)
+        context.close()
+        for _ in range(args.repeat):
+            row = visit(b, url)
+            late = row.pop("late")
+            print(", ".join(f"{k} {v:.2f}" if k.endswith(" s") else f"{k} {v:.0f}" for k, v in row.items()))
+        print(f"the same {len(late)} widget chunks from the idle server, 6 at a time: "
+              f"{idle_fetch(url, late) * 1000:.0f} ms")
+        b.close()
 
 if __name__ == "__main__":
     main()

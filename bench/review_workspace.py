@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import random
 import statistics
@@ -235,6 +236,27 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+@contextlib.contextmanager
+def served_pool(n: int, n_sources: int):
+    """The set-up above in a tmp dir with a pool of ``n`` items, and ``streamlit run app.py`` on it; yields
+    (decisions, sources, truth, url, seconds the pool took to fill).  The embedded Redis stops afterwards."""
+    with tempfile.TemporaryDirectory(prefix="vss-ws-bench-") as tmp:
+        root = Path(tmp)
+        d, sources, env = setup(root, n_sources)
+        try:
+            start = time.perf_counter()
+            truth = fill_pool(d, n, sources)
+            fill_s = time.perf_counter() - start
+            with streamlit_server("app.py", {**os.environ, **env}, root / "streamlit.log", 90) as (url, _):
+                yield d, sources, truth, url, fill_s
+        finally:
+            from vss_core.redis.server import embedded_server
+
+            srv = embedded_server(root / "data" / PROJECT)
+            if srv.running:
+                srv.stop()
+
+
 # ---------------------------------------------------------------- measurements
 
 
@@ -411,40 +433,27 @@ def main() -> None:
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
     out: dict = {"n": args.n, "page size": PAGE, "note": "2-core machine shared with other jobs"}
-    with tempfile.TemporaryDirectory(prefix="vss-ws-bench-") as tmp:
-        root = Path(tmp)
-        d, sources, env = setup(root, args.sources)
-        start = time.perf_counter()
-        truth = fill_pool(d, args.n, sources)
-        out["fill s"] = time.perf_counter() - start
-        shots = REPO / "bench" / "results" / "tmp"
-        shots.mkdir(parents=True, exist_ok=True)
-        try:
-            with streamlit_server("app.py", {**os.environ, **env}, root / "streamlit.log", 90) as (url, _):
-                out["render"] = render(url, args.repeat)
-                if not args.render_only:
-                    from playwright.sync_api import sync_playwright
+    shots = REPO / "bench" / "results" / "tmp"
+    shots.mkdir(parents=True, exist_ok=True)
+    with served_pool(args.n, args.sources) as (d, sources, truth, url, out["fill s"]):
+        out["render"] = render(url, args.repeat)
+        if not args.render_only:
+            from playwright.sync_api import sync_playwright
 
-                    with sync_playwright() as p:
-                        b = browser(p)
-                        context, pg = new_page(b)
-                        open_review(pg, url)
-                        out["sidebar collapsed"] = collapse_sidebar(pg)
-                        out["annotate"] = annotate(pg, truth, shots)
-                        out["pool check"] = check_pool(d, truth)
-                        context.close()
-                        context, pg = new_page(b)
-                        out["latency"] = latency(pg, url, d, sources)
-                        pg.screenshot(path=str(shots / "after_burst.png"))
-                        context.close()
-                        b.close()
-            out["floor"] = floor(args.repeat)  # its own server, after the app's has stopped
-        finally:
-            from vss_core.redis.server import embedded_server
-
-            srv = embedded_server(root / "data" / PROJECT)
-            if srv.running:
-                srv.stop()
+            with sync_playwright() as p:
+                b = browser(p)
+                context, pg = new_page(b)
+                open_review(pg, url)
+                out["sidebar collapsed"] = collapse_sidebar(pg)
+                out["annotate"] = annotate(pg, truth, shots)
+                out["pool check"] = check_pool(d, truth)
+                context.close()
+                context, pg = new_page(b)
+                out["latency"] = latency(pg, url, d, sources)
+                pg.screenshot(path=str(shots / "after_burst.png"))
+                context.close()
+                b.close()
+    out["floor"] = floor(args.repeat)  # its own server, after the app's has stopped
     report(out, args)
 
 

@@ -1,8 +1,8 @@
 """The pages in headless Chromium at 1280x800 and at 800 px wide: Rare events (novelty all below 0.01,
 chosen by rank and by value, a group's action listed before it applies), Anomalies, Exemplar audit, the
 Embedding map, Search and Exemplars (Review: tests/test_browser.py).  Every visible button's label and
-widget label fits (nothing clipped, no word broken), captions do not overlap, nothing scrolls sideways.  Screenshots go to the test's tmp dir and to /tmp/shots_mining/
-(or $VSS_SCREENSHOTS) to be looked at."""
+widget label fits (nothing clipped, no word broken), captions do not overlap, nothing scrolls sideways.
+Screenshots go to the test's tmp dir and to /tmp/shots_mining/ (or $VSS_SCREENSHOTS) to be looked at."""
 
 from __future__ import annotations
 
@@ -185,8 +185,7 @@ def test_mining_pages_fit_1280x800_and_800_wide(page, server, mined, tmp_path): 
 
 def test_the_layout_check_sees_a_clipped_button_and_overlapping_captions(page):  # noqa: F811
     """The check above can fail: a button too narrow for its word, one whose text overflows, a widget label
-    cut with an ellipsis, two captions
-    on top of each other (Streamlit's structure, by hand)."""
+    cut with an ellipsis, two captions on top of each other (Streamlit's structure, by hand)."""
     label = '<div data-testid="stMarkdownContainer"><p style="margin:0">{}</p></div>'
     page.set_content(
         '<div data-testid="stMain"><div data-testid="stMainBlockContainer" style="width:600px">'
